@@ -1,0 +1,1 @@
+"""Pieces every mistpy program shares: stream names, defaults, logging to the controller."""
