@@ -1,0 +1,214 @@
+"""Progressive (moov-first) MP4 for VoD, laid out before any payload is read.
+
+Given each track's sample index (dts, offset, size, keyframe per sample, in ms), the
+muxer decides the interleaving (chunks of about ``chunk_ms`` per track, by time),
+writes ftyp + moov whose stco/co64 point into the mdat that follows, and knows the
+total file size. An HTTP Range request is then answered by :meth:`ranges`, mapping a
+byte range onto header bytes plus slices of sample payloads fetched on demand.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mistcodecs.mp4 import tables
+from mistcodecs.mp4.boxes import box
+from mistcodecs.mp4.fragment import trak_box
+from mistcodecs.mp4.records import EditEntry, Elst, Ftyp, Mvhd
+from shm.model import TrackMeta
+
+
+class SampleIndex(Protocol):
+    """What we need per track: parallel sequences (e.g. demux.SampleTable)."""
+
+    dts: Sequence[int]
+    offset: Sequence[int]
+    size: Sequence[int]
+    keyframe: Sequence[int] | bytes | bytearray
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One contiguous stretch of the output: header (track None) or one sample."""
+
+    track: int | None
+    index: int
+    start: int  # file offset
+    size: int
+
+
+class Mp4ProgressiveMuxer:
+    def __init__(
+        self,
+        tracks: Sequence[TrackMeta],
+        index: Mapping[int, SampleIndex],
+        *,
+        chunk_ms: int = 500,
+        end_ms: Mapping[int, int] | None = None,
+    ) -> None:
+        self.tracks = [t for t in tracks if len(index[t.id].dts)]
+        self.index = index
+        self.end_ms = dict(end_ms or {})
+        chunks = self._interleave(chunk_ms)  # [(track, first sample, count)]
+        payload_total = sum(sum(index[t.id].size) for t in self.tracks)
+        wide = payload_total > 0xFFFFFFFF - (1 << 24)
+        mdat_header = 16 if payload_total + 8 > 0xFFFFFFFF else 8
+        moov_size = len(self._moov(chunks, [0] * len(chunks), wide))
+        ftyp = bytes(Ftyp("isom", 0x200, ["isom", "iso2", "avc1", "mp41"]))
+        data_start = len(ftyp) + moov_size + mdat_header
+        # sample positions, in file order
+        starts = array("q")
+        self._piece_track = array("I")
+        self._piece_index = array("q")
+        self._piece_size = array("q")
+        chunk_offsets = []
+        pos = data_start
+        for tid, first, count in chunks:
+            chunk_offsets.append(pos)
+            sizes = index[tid].size
+            for i in range(first, first + count):
+                starts.append(pos)
+                self._piece_track.append(tid)
+                self._piece_index.append(i)
+                self._piece_size.append(sizes[i])
+                pos += sizes[i]
+        self.size = pos
+        moov = self._moov(chunks, chunk_offsets, wide)
+        if mdat_header == 16:
+            mdat = struct.pack(">I4sQ", 1, b"mdat", pos - data_start + 16)
+        else:
+            mdat = struct.pack(">I4s", pos - data_start + 8, b"mdat")
+        self._header = ftyp + moov + mdat
+        assert len(self._header) == data_start
+        self._starts = starts
+
+    # ---- layout --------------------------------------------------------------------
+
+    def _interleave(self, chunk_ms: int) -> list[tuple[int, int, int]]:
+        cursors = {t.id: 0 for t in self.tracks}
+        totals = {t.id: len(self.index[t.id].dts) for t in self.tracks}
+        if not self.tracks:
+            return []
+        window = min(self.index[t.id].dts[0] for t in self.tracks)
+        chunks = []
+        while any(cursors[t] < totals[t] for t in cursors):
+            window += chunk_ms
+            for t in self.tracks:
+                dts = self.index[t.id].dts
+                first = cursors[t.id]
+                last = first
+                while last < totals[t.id] and dts[last] < window:
+                    last += 1
+                if last > first:
+                    chunks.append((t.id, first, last - first))
+                    cursors[t.id] = last
+            # jump over long gaps instead of stepping through them
+            pending = [self.index[t].dts[cursors[t]] for t in cursors if cursors[t] < totals[t]]
+            if pending and min(pending) >= window + chunk_ms:
+                window = min(pending) - (min(pending) - window) % chunk_ms
+        return chunks
+
+    def _moov(self, chunks: list[tuple[int, int, int]], offsets: list[int], wide: bool) -> bytes:
+        traks = []
+        movie_duration = 0
+        for track in self.tracks:
+            idx = self.index[track.id]
+            n = len(idx.dts)
+            dts = idx.dts
+            deltas = [dts[i + 1] - dts[i] for i in range(n - 1)]
+            end = self.end_ms.get(track.id)
+            last = (
+                end - dts[-1]
+                if end is not None and end > dts[-1]
+                else (deltas[-1] if deltas else 40)
+            )
+            deltas.append(last)
+            duration = dts[-1] + last - dts[0]
+            mine = [(i, c) for i, c in enumerate(chunks) if c[0] == track.id]
+            parts = [
+                tables.build_stts(deltas),
+                tables.build_ctts(list(idx.offset)) if any(idx.offset) else b"",
+                tables.build_stss([i + 1 for i in range(n) if idx.keyframe[i]])
+                if track.type == "video" and not all(idx.keyframe)
+                else b"",
+                tables.build_stsc([c[2] for _, c in mine]),
+                tables.build_stsz(list(idx.size)),
+                tables.build_chunk_offsets([offsets[i] for i, _ in mine], wide),
+            ]
+            first_pts = min(dts[i] + idx.offset[i] for i in range(min(n, 16)))
+            present = max(first_pts, 0)
+            media_time = present - dts[0]
+            edits = []
+            if present > 0:
+                edits.append(EditEntry(present, -1))
+            edits.append(EditEntry(max(0, duration - media_time), media_time))
+            edts = bytes(Elst(edits)) if present or media_time else b""
+            movie_duration = max(movie_duration, present + duration - media_time)
+            traks.append(trak_box(track, 1000, duration, b"".join(parts), edts))
+        mvhd = Mvhd(1000, max(movie_duration, 0), max((t.id for t in self.tracks), default=0) + 1)
+        return box("moov", bytes(mvhd), *traks)
+
+    # ---- output --------------------------------------------------------------------
+
+    def header(self) -> bytes:
+        """ftyp + moov + mdat header: the first ``len(header())`` bytes of the file."""
+        return self._header
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        """(piece number, offset inside it) for a file offset; piece -1 is the header."""
+        if not 0 <= offset < self.size:
+            raise IndexError(f"offset {offset} outside the {self.size}-byte file")
+        if offset < len(self._header):
+            return -1, offset
+        piece = bisect.bisect_right(self._starts, offset) - 1
+        return piece, offset - self._starts[piece]
+
+    def piece(self, number: int) -> Piece:
+        if number < 0:
+            return Piece(None, 0, 0, len(self._header))
+        return Piece(
+            self._piece_track[number],
+            self._piece_index[number],
+            self._starts[number],
+            self._piece_size[number],
+        )
+
+    def ranges(self, start: int, stop: int) -> Iterator[tuple[Piece, int, int]]:
+        """(piece, from, to) slices that make up bytes ``start``..``stop`` (exclusive)."""
+        stop = min(stop, self.size)
+        if start >= stop:
+            return
+        number, inner = self.locate(start)
+        pos = start
+        while pos < stop:
+            piece = self.piece(number)
+            take = min(piece.size - inner, stop - pos)
+            if take > 0:
+                yield piece, inner, inner + take
+            pos += take
+            number += 1
+            inner = 0
+
+    def read_range(
+        self, start: int, stop: int, fetch: Callable[[int, int], bytes]
+    ) -> Iterator[bytes]:
+        """The bytes of ``start``..``stop``; ``fetch(track, sample_index)`` gives a payload."""
+        for piece, a, b in self.ranges(start, stop):
+            if piece.track is None:
+                yield self._header[a:b]
+            else:
+                data = fetch(piece.track, piece.index)
+                if len(data) != piece.size:
+                    raise ValueError(
+                        f"track {piece.track} sample {piece.index}: {len(data)} bytes, index says {piece.size}"
+                    )
+                yield data[a:b]
+
+    def samples_in_order(self) -> Iterator[tuple[int, int]]:
+        """(track, sample index) in file order."""
+        return zip(self._piece_track, self._piece_index, strict=True)
