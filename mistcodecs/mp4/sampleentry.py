@@ -83,6 +83,13 @@ class SampleEntry:
         try:
             for child in iter_boxes(reader, children_at, len(body)):
                 entry.boxes.setdefault(child.type, reader(child.payload_offset, child.payload_size))
+            if "wave" in entry.boxes:  # QuickTime keeps esds inside a 'wave' atom
+                wave = entry.boxes["wave"]
+                wave_reader = buffer_reader(wave)
+                for child in iter_boxes(wave_reader, 0, len(wave)):
+                    entry.boxes.setdefault(
+                        child.type, wave_reader(child.payload_offset, child.payload_size)
+                    )
         except FormatError as exc:
             raise BoxError(f"in '{fmt}' sample entry: {exc}") from exc
         entry._finish()
@@ -101,6 +108,9 @@ class SampleEntry:
                 self.codec, self.init = "MP3", b""
             elif oti in AAC_OTI:
                 self.init = dsi
+                # the sample entry's channel count is often a placeholder 2; trust the ASC
+                if len(dsi) >= 2 and 0 < (dsi[1] >> 3) & 0xF < 8:
+                    self.channels = (1, 2, 3, 4, 5, 6, 8)[((dsi[1] >> 3) & 0xF) - 1]
             else:
                 self.codec = f"mp4a-{oti:02x}"
         elif codec == "opus" and "dOps" in self.boxes:

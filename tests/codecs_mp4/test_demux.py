@@ -1,0 +1,114 @@
+"""Mp4Demuxer against ffprobe on files made by ffmpeg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from mistcodecs.mp4 import Mp4Demuxer, buffer_reader, open_file
+from tests.codecs_mp4.conftest import CASES, ffprobe_packets
+
+CODEC_NAMES = {
+    "h264": "H264",
+    "hevc": "HEVC",
+    "av1": "AV1",
+    "vp9": "VP9",
+    "aac": "AAC",
+    "opus": "opus",
+}
+
+
+def _ms(value: str | None) -> float | None:
+    return None if value in (None, "N/A") else float(value) * 1000
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_demuxer_matches_ffprobe(media: dict[str, Path], name: str) -> None:
+    if name not in media:
+        pytest.skip(f"encoder for {name} not available")
+    path = media[name]
+    demux, fh = open_file(str(path))
+    try:
+        metas = demux.tracks()
+        probe = ffprobe_packets(path)
+        with av.open(str(path)) as container:
+            streams = list(container.streams)
+            assert len(metas) == len(streams)
+            for meta, stream in zip(metas, streams, strict=True):
+                assert meta.codec == CODEC_NAMES[stream.codec_context.codec.canonical_name]
+                if meta.type == "video":
+                    assert (meta.width, meta.height) == (
+                        stream.codec_context.width,
+                        stream.codec_context.height,
+                    )
+                    assert 24000 <= meta.fpks <= 26000
+                else:
+                    assert meta.rate == stream.codec_context.sample_rate
+                    assert meta.channels == stream.codec_context.channels
+                assert meta.init or meta.codec == "VP8"
+        for index, meta in enumerate(metas):
+            table = demux.sample_table(meta.id)
+            packets = probe[index]
+            assert len(table) == len(packets)
+            assert sum(table.keyframe) == sum("K" in p["flags"] for p in packets)
+            for i, p in enumerate(packets):
+                assert table.size[i] == int(p["size"])
+                assert table.pos[i] == int(p["pos"])
+                assert abs(table.dts[i] - _ms(p["dts_time"])) <= 1  # type: ignore[operator]
+                pts = _ms(p.get("pts_time"))
+                if pts is not None:
+                    assert abs(table.dts[i] + table.offset[i] - pts) <= 1
+                assert bool(table.keyframe[i]) == ("K" in p["flags"])
+        # packets() interleaves by dts and carries the right payload bytes
+        all_packets = list(demux.packets())
+        assert len(all_packets) == sum(len(demux.sample_table(m.id)) for m in metas)
+        assert [p.dts for p in all_packets] == sorted(p.dts for p in all_packets)
+        data = path.read_bytes()
+        first = demux.sample_table(metas[0].id)
+        assert (
+            all_packets[0].data == data[first.pos[0] : first.pos[0] + first.size[0]]
+            or len(metas) > 1
+        )
+    finally:
+        fh.close()  # type: ignore[attr-defined]
+
+
+def test_buffer_and_file_readers_agree(media: dict[str, Path]) -> None:
+    path = media["h264_aac.mp4"]
+    data = path.read_bytes()
+    from_buffer = Mp4Demuxer(buffer_reader(data), len(data))
+    from_file, fh = open_file(str(path))
+    try:
+        for meta in from_buffer.tracks():
+            assert from_buffer.samples(meta.id) == from_file.samples(meta.id)
+    finally:
+        fh.close()  # type: ignore[attr-defined]
+
+
+def test_seek_starts_at_keyframe(media: dict[str, Path]) -> None:
+    data = media["h264_aac.mp4"].read_bytes()
+    demux = Mp4Demuxer(buffer_reader(data), len(data))
+    video = next(t.id for t in demux.tracks() if t.type == "video")
+    first = next(p for p in demux.packets([video], start_ms=1500))
+    assert first.keyframe and first.dts <= 1500
+    table = demux.sample_table(video)
+    later = [
+        table.dts[i]
+        for i in range(len(table))
+        if table.keyframe[i] and first.dts < table.dts[i] <= 1500
+    ]
+    assert not later
+
+
+def test_truncated_file_drops_missing_samples(media: dict[str, Path]) -> None:
+    data = media["faststart.mp4"].read_bytes()
+    cut = data[: len(data) * 2 // 3]
+    demux = Mp4Demuxer(buffer_reader(cut), len(cut))
+    full = Mp4Demuxer(buffer_reader(data), len(data))
+    video = demux.tracks()[0].id
+    assert 0 < len(demux.sample_table(video)) < len(full.sample_table(video))
+    assert any("truncated" in w or "past the end" in w for w in demux.warnings)
+    for p in demux.packets():
+        assert len(p.data) > 0
