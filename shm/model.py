@@ -32,7 +32,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 VIDEO_CODECS = frozenset({"H264", "HEVC", "AV1", "VP8", "VP9", "MPEG2", "JPEG"})
-AUDIO_CODECS = frozenset({"AAC", "MP3", "opus", "vorbis", "AC3", "EAC3", "FLAC", "PCM", "ALAW", "ULAW"})
+AUDIO_CODECS = frozenset(
+    {"AAC", "MP3", "opus", "vorbis", "AC3", "EAC3", "FLAC", "PCM", "ALAW", "ULAW"}
+)
 META_CODECS = frozenset({"subtitle", "JSON"})
 
 

@@ -1,0 +1,485 @@
+"""StreamReader: an output's view of one stream on the bus.
+
+``read()`` merges the selected tracks in decode order. Per track it holds the next
+part number; a part is visible once the writer stored a larger ``parts end``. After
+copying a part record it re-reads ``parts start``: if the number fell below it the
+slot may have been recycled, and the reader re-seeks to the oldest keyframe
+(``skipped`` counts this). Payloads are memoryviews straight into the data page.
+
+Waiting: ``fileno()`` is a unix datagram socket in the abstract namespace. Before
+blocking the reader bumps its wait number on the user page and re-checks for data;
+the writer sends a byte to readers whose number moved since it last looked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import select
+import socket
+from collections.abc import Iterable
+
+import posix_ipc
+
+from common.errors import UsageError
+
+from . import layout as L
+from .errors import ShmFormatError, StreamNotFound
+from .meta import MetaPage, StreamMeta, read_state
+from .model import Packet
+from .segment import Segment
+from .track import FragmentInfo, KeyInfo, TrackPage
+from .users import UserPage
+
+GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
+META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
+
+
+class _RTrack:
+    """Reader-private state of one selected track."""
+
+    __slots__ = (
+        "entry",
+        "last_dts",
+        "mask",
+        "page",
+        "page_no",
+        "page_view",
+        "parts_off",
+        "pos",
+        "tid",
+        "view",
+        "want_key",
+    )
+
+    def __init__(self, tid: int, page: TrackPage, entry: int) -> None:
+        self.tid = tid
+        self.entry = entry  # index of this track's want entry in our slot
+        self.pos = 0
+        self.last_dts = 0
+        self.want_key = -1
+        self.page_no = -1
+        self.page_view = memoryview(b"")
+        self.attach(page)
+
+    def attach(self, page: TrackPage) -> None:
+        self.page = page
+        self.view = page.view
+        self.parts_off = page.parts_off
+        self.mask = page.parts_cap - 1
+        self.page_no = -1  # data page numbers stay valid, but re-check state once
+        self.page_view = memoryview(b"")
+
+
+class StreamReader:
+    """Reads one stream (see module docstring)."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        try:
+            self._meta_seg = Segment.open(L.meta_name(stream), min_size=L.META_HDR.size)
+        except posix_ipc.ExistentialError:
+            raise StreamNotFound(f"stream {stream!r} is not on the bus") from None
+        self._metapage = MetaPage(self._meta_seg)
+        try:
+            if self._metapage.status == L.META_STATUS_CLOSED:
+                raise StreamNotFound(f"stream {stream!r} has ended")
+            self._meta = self._metapage.load()
+            self._state_seg = Segment.open(L.state_name(stream), min_size=L.STATE_SIZE)
+            self._user_seg = Segment.open(L.user_name(stream), min_size=L.USER_SIZE)
+        except (posix_ipc.ExistentialError, ShmFormatError):
+            self._meta_seg.close()
+            raise StreamNotFound(f"stream {stream!r} is not (yet) complete on the bus") from None
+        self._meta_raw = self._meta.version * 2
+        self._users = UserPage(self._user_seg)
+        self._token = secrets.randbits(63) | 1
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(L.socket_address(self._token))
+        self._sock.setblocking(False)
+        self._slot = self._users.claim(os.getpid(), self._token)
+        self._wait_seq = 0
+        self._pages: dict[int, TrackPage] = {}
+        self._sel: list[_RTrack] = []
+        self._follow_all = True
+        self._positioned = False
+        self._reads = 0
+        self._waiting_on: list[_RTrack] | None = None
+        self._blocked_page: tuple[_RTrack, int] | None = None
+        self.closed = False
+        self.skipped = 0
+        self._map_tracks()
+        self.select(None)
+
+    # -- metadata -----------------------------------------------------------------------
+    def _map_tracks(self) -> None:
+        for tid, name in self._meta.pages.items():
+            cur = self._pages.get(tid)
+            if cur is not None and cur.seg.name == name:
+                continue
+            try:
+                page = TrackPage(Segment.open(name, min_size=L.TRACK_HDR_SIZE, keep_fd=False))
+            except posix_ipc.ExistentialError:
+                continue  # replaced again meanwhile; the next version names the new one
+            self._pages[tid] = page
+            for rt in self._sel:
+                if rt.tid == tid:
+                    rt.attach(page)
+        for tid in [t for t in self._pages if t not in self._meta.pages]:
+            del self._pages[tid]
+            self._sel = [rt for rt in self._sel if rt.tid != tid]
+
+    def refresh(self) -> bool:
+        """Reload the metadata if the writer changed it; True if it did."""
+        raw = self._metapage.version
+        if self._metapage.status == L.META_STATUS_CLOSED:
+            self.closed = True
+        if raw == self._meta_raw or raw & 1:
+            return False
+        try:
+            self._meta = self._metapage.load()
+        except ShmFormatError:
+            return False
+        self._meta_raw = raw
+        self._map_tracks()
+        if self._follow_all:
+            known = {rt.tid for rt in self._sel}
+            start = max((rt.last_dts for rt in self._sel), default=0)
+            for tid in sorted(self._pages):
+                if tid not in known:
+                    rt = self._add_sel(tid)
+                    if rt is not None:
+                        rt.pos = self._pages[tid].find_part(start) if self._positioned else rt.pos
+                        rt.last_dts = start
+        return True
+
+    @property
+    def meta(self) -> StreamMeta:
+        """Current metadata, with per-track figures and state merged in."""
+        self.refresh()
+        m = self._meta
+        for tid, page in self._pages.items():
+            tm = m.tracks.get(tid)
+            if tm is not None:
+                tm.firstms, tm.lastms, tm.bps, tm.maxbps = page.stats()
+        m.state, m.progress = read_state(self._state_seg)
+        return m
+
+    # -- selection and seeking ----------------------------------------------------------
+    def _add_sel(self, tid: int) -> _RTrack | None:
+        page = self._pages.get(tid)
+        if page is None:
+            return None
+        entry = len(self._sel)
+        if entry >= L.MAX_WANTS:
+            raise UsageError(f"a reader can select at most {L.MAX_WANTS} tracks")
+        rt = _RTrack(tid, page, entry)
+        rt.pos = page.counters()[1] if self._meta.live else 0
+        self._sel.append(rt)
+        return rt
+
+    def select(self, tracks: Iterable[int] | None = None) -> None:
+        """Read these tracks (None: all, including tracks added later)."""
+        self._follow_all = tracks is None
+        wanted = sorted(self._pages) if tracks is None else list(tracks)
+        for tid in wanted:
+            if tid not in self._pages:
+                raise UsageError(f"stream {self.stream!r} has no track {tid}")
+        for i in range(L.MAX_WANTS):
+            self._users.set_want(self._slot, i, L.NO_TRACK, 0)
+        self._sel = []
+        for tid in wanted:
+            self._add_sel(tid)
+        self._positioned = False
+
+    @property
+    def selected(self) -> list[int]:
+        return [rt.tid for rt in self._sel]
+
+    def _main(self) -> _RTrack | None:
+        for rt in self._sel:
+            tm = self._meta.tracks.get(rt.tid)
+            if tm is not None and tm.type == "video":
+                return rt
+        return None
+
+    def _position(self, start: int, anchor: _RTrack | None, anchor_part: int) -> None:
+        for rt in self._sel:
+            rt.pos = anchor_part if rt is anchor else rt.page.find_part(start)
+            rt.last_dts = start
+            self._announce(rt, rt.pos)
+        self._positioned = True
+        self._waiting_on = None
+
+    def seek(self, ms: int) -> int:
+        """Start every selected track at the main video keyframe at or before ``ms``."""
+        self.refresh()
+        main = self._main()
+        if main is not None and main.page.counters()[3] > main.page.counters()[2]:
+            key = main.page.key(main.page.find_key(ms))
+            self._position(key.time, main, key.first_part)
+            return key.time
+        self._position(ms, None, 0)
+        return ms
+
+    def seek_live(self, behind_ms: int = 0) -> int:
+        """Start at the newest keyframe at least ``behind_ms`` behind the live edge."""
+        self.refresh()
+        main = self._main() or (self._sel[0] if self._sel else None)
+        if main is None:
+            self._positioned = True
+            return 0
+        last = main.page.stats()[1]
+        c = main.page.counters()
+        if c[3] == c[2]:  # nothing yet: start with whatever comes
+            for rt in self._sel:
+                rt.pos = rt.page.counters()[1]
+            self._positioned = True
+            return last
+        key = main.page.key(main.page.find_key(last - behind_ms))
+        if main is self._main():
+            self._position(key.time, main, key.first_part)
+        else:
+            self._position(key.time, None, 0)
+        return key.time
+
+    def seek_key(self, track: int, key_no: int) -> int:
+        rt = next((r for r in self._sel if r.tid == track), None)
+        if rt is None:
+            raise UsageError(f"track {track} is not selected")
+        key = rt.page.key(key_no)
+        self._position(key.time, rt, key.first_part)
+        return key.time
+
+    def _announce(self, rt: _RTrack, part: int) -> None:
+        """Publish which key this track needs next (VoD inputs load pages from it)."""
+        c = rt.page.counters()
+        if c[0] <= part < c[1]:
+            key = L.unwrap32(
+                c[2], L.PART.unpack_from(rt.view, rt.parts_off + (part & rt.mask) * 32)[5]
+            )
+        else:
+            key = max(c[3] - 1, 0)
+        if key != rt.want_key:
+            rt.want_key = key
+            self._users.set_want(self._slot, rt.entry, rt.tid, key)
+
+    # -- reading ------------------------------------------------------------------------
+    def read(self) -> Packet | None:
+        """The next packet in decode order, or None if nothing can be returned right now."""
+        if not self._positioned:
+            if self._meta.live:
+                self.seek_live(0)
+            else:
+                self.seek(0)
+        self._reads += 1
+        if not self._reads % META_CHECK_EVERY:
+            self.refresh()
+        sel = self._sel
+        while True:
+            best: _RTrack | None = None
+            best_dts = 0
+            empty: list[_RTrack] | None = None
+            for rt in sel:
+                view = rt.view
+                pos = rt.pos
+                if pos >= L.U64.unpack_from(view, L.OFF_PARTS_END)[0]:
+                    if empty is None:
+                        empty = [rt]
+                    else:
+                        empty.append(rt)
+                    continue
+                dts = L.I64.unpack_from(view, rt.parts_off + (pos & rt.mask) * 32)[0]
+                if best is None or dts < best_dts:
+                    best, best_dts = rt, dts
+            if best is None:
+                self._waiting_on = sel
+                if self.refresh() and self._sel is not sel:
+                    sel = self._sel
+                    continue
+                return None
+            if empty is not None and self._meta.live and not self.closed:
+                lagging = [rt for rt in empty if rt.last_dts < best_dts <= rt.last_dts + GIVE_UP_MS]
+                if lagging:
+                    self._waiting_on = lagging
+                    return None
+            pkt = self._take(best)
+            if pkt is not None or self._blocked_page is not None:
+                return pkt
+
+    def _take(self, rt: _RTrack) -> Packet | None:
+        n = rt.pos
+        view = rt.view
+        dts, pos, page, size, off, key, flags = L.PART.unpack_from(
+            view, rt.parts_off + (n & rt.mask) * 32
+        )
+        if n < L.U64.unpack_from(view, L.OFF_PARTS_START)[0]:
+            self._fell_behind()
+            return None
+        if page != rt.page_no and not self._map_page(rt, page, n):
+            return None
+        rt.pos = n + 1
+        rt.last_dts = dts
+        if key != rt.want_key & L.MASK32:
+            self._announce(rt, n)
+        return Packet(rt.tid, dts, off, bool(flags & 1), rt.page_view[pos : pos + size])
+
+    def _map_page(self, rt: _RTrack, page_lo: int, part: int) -> bool:
+        c = rt.page.counters()
+        page_no = L.unwrap32(c[6], page_lo)
+        if not self._meta.live:
+            state = rt.page.page(page_no).state
+            if state != L.PAGE_LOADED:
+                self._announce(rt, part)
+                self._blocked_page = (rt, page_no)
+                self._waiting_on = [rt]
+                return False
+        try:
+            seg = Segment.open(L.data_name(self.stream, rt.tid, page_no), keep_fd=False)
+        except posix_ipc.ExistentialError:
+            if part < rt.page.counters()[0]:
+                self._fell_behind()
+            else:  # VoD page unloaded between the check and the open
+                self._announce(rt, part)
+                self._blocked_page = (rt, page_no)
+            return False
+        rt.page_no = page_lo
+        rt.page_view = seg.view  # fd already closed; the view keeps the mapping
+        self._blocked_page = None
+        return True
+
+    def _fell_behind(self) -> None:
+        self.skipped += 1
+        main = self._main() or (self._sel[0] if self._sel else None)
+        if main is None:
+            return
+        c = main.page.counters()
+        key = main.page.key(c[2] + 1 if c[3] - c[2] > 1 else c[2])
+        if main is self._main():
+            self._position(key.time, main, key.first_part)
+        else:
+            self._position(key.time, None, 0)
+        self._blocked_page = None
+
+    def at_end(self) -> bool:
+        """True when every selected track is fully read and no more can come."""
+        if self._meta.live and not self.closed:
+            self.refresh()
+            if not self.closed:
+                return False
+        return all(rt.pos >= rt.page.counters()[1] for rt in self._sel)
+
+    # -- index access for segmenters ----------------------------------------------------
+    def _page_of(self, track: int) -> TrackPage:
+        self.refresh()
+        try:
+            return self._pages[track]
+        except KeyError:
+            raise UsageError(f"stream {self.stream!r} has no track {track}") from None
+
+    def keys(self, track: int) -> list[KeyInfo]:
+        return self._page_of(track).keys()
+
+    def fragments(self, track: int) -> list[FragmentInfo]:
+        return self._page_of(track).fragments()
+
+    def track_page(self, track: int) -> TrackPage:
+        return self._page_of(track)
+
+    @property
+    def first_ms(self) -> int:
+        firsts = [rt.page.stats()[0] for rt in self._sel if rt.page.counters()[1]]
+        return min(firsts, default=0)
+
+    @property
+    def last_ms(self) -> int:
+        lasts = [rt.page.stats()[1] for rt in self._sel if rt.page.counters()[1]]
+        return max(lasts, default=0)
+
+    # -- waiting ------------------------------------------------------------------------
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self._sock.recv(64)
+        except BlockingIOError:
+            pass
+
+    def _ready(self) -> bool:
+        if self.closed or self._metapage.version != self._meta_raw:
+            return True
+        if self._blocked_page is not None:
+            rt, page_no = self._blocked_page
+            return rt.page.page(page_no).state == L.PAGE_LOADED
+        watch = self._waiting_on if self._waiting_on is not None else self._sel
+        return any(rt.pos < L.U64.unpack_from(rt.view, L.OFF_PARTS_END)[0] for rt in watch)
+
+    def prepare_wait(self) -> bool:
+        """Announce we are about to block; True if there is no need to (data is there)."""
+        self._drain()
+        self._wait_seq += 1
+        self._users.bump_wait(self._slot, self._wait_seq)
+        if self._metapage.status == L.META_STATUS_CLOSED:
+            self.closed = True
+        return self._ready()
+
+    def wait_sync(self, timeout: float | None = None) -> None:
+        """Block until the writer may have published something (or ``timeout``)."""
+        if self.prepare_wait():
+            return
+        select.select([self._sock], [], [], timeout)
+        self._drain()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Asyncio flavour of :meth:`wait_sync`."""
+        if self.prepare_wait():
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        fd = self._sock.fileno()
+        loop.add_reader(fd, ready)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+        self._drain()
+
+    def close(self) -> None:
+        if self._slot < 0:
+            return
+        self._users.release(self._slot)
+        self._slot = -1
+        self._sock.close()
+        for seg in (self._meta_seg, self._state_seg, self._user_seg):
+            seg.close()
+        for page in self._pages.values():
+            page.seg.close()
+        self._pages.clear()
+
+    def __enter__(self) -> StreamReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def slot(self) -> int:
+        return self._slot
+
+    def heartbeat(self) -> None:
+        self._users.heartbeat(self._slot)

@@ -1,0 +1,173 @@
+"""The viewer page (``/MstUser<s>``): one slot per reader, and the wake-up protocol.
+
+Each slot records the reader's pid, the token naming its abstract-namespace unix
+datagram socket, a heartbeat and per-track "wants key N" entries (a VoD input loads
+pages from them). A separate compact array holds one u32 *wait sequence* per slot,
+written only by that slot's reader: it bumps the number right before it blocks.
+After publishing, the writer compares the array with its private copy (one slice and
+one bytes compare for all slots) and sends one byte to each reader whose number moved.
+Nobody else ever writes the same word, so no atomic read-modify-write is needed.
+Slot claims are serialised with ``flock`` on the page, which the kernel releases if a
+reader dies mid-claim.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .layout import (
+    MAX_SLOTS,
+    MAX_WANTS,
+    NO_TRACK,
+    OFF_WAITS,
+    SLOT,
+    SLOT_ACTIVE,
+    SLOT_FREE,
+    U32,
+    USER_HDR,
+    WANT,
+    slot_offset,
+    socket_address,
+)
+from .segment import Segment
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    index: int
+    pid: int
+    token: int
+    heartbeat: float
+    wants: dict[int, int]  # track -> wanted key number
+
+
+class UserPage:
+    def __init__(self, seg: Segment) -> None:
+        self.seg = seg
+        self.view = seg.view
+
+    @property
+    def high_water(self) -> int:
+        return min(USER_HDR.unpack_from(self.view, 0)[0], MAX_SLOTS)
+
+    # -- reader side --------------------------------------------------------------------
+    def claim(self, pid: int, token: int) -> int:
+        """Take a free (or dead reader's) slot; returns its index."""
+        self.seg.lock()
+        try:
+            hwm = self.high_water
+            for i in range(MAX_SLOTS):
+                status, spid, _tok, _hb, _n = SLOT.unpack_from(self.view, slot_offset(i))
+                if i >= hwm or status == SLOT_FREE or not pid_alive(spid):
+                    self._init_slot(i, pid, token)
+                    if i >= hwm:
+                        USER_HDR.pack_into(self.view, 0, i + 1)
+                    return i
+        finally:
+            self.seg.unlock()
+        raise OSError(f"no free viewer slot on {self.seg.name} ({MAX_SLOTS} in use)")
+
+    def _init_slot(self, i: int, pid: int, token: int) -> None:
+        off = slot_offset(i)
+        for w in range(MAX_WANTS):
+            WANT.pack_into(self.view, off + SLOT.size + w * WANT.size, NO_TRACK, 0, 0)
+        SLOT.pack_into(self.view, off, SLOT_ACTIVE, pid, token, time.time(), 0)
+
+    def release(self, i: int) -> None:
+        off = slot_offset(i)
+        SLOT.pack_into(self.view, off, SLOT_FREE, 0, 0, 0.0, 0)
+
+    def set_want(self, i: int, entry: int, track: int, key: int) -> None:
+        WANT.pack_into(self.view, slot_offset(i) + SLOT.size + entry * WANT.size, track, 0, key)
+
+    def heartbeat(self, i: int) -> None:
+        status, pid, token, _hb, n = SLOT.unpack_from(self.view, slot_offset(i))
+        SLOT.pack_into(self.view, slot_offset(i), status, pid, token, time.time(), n)
+
+    def bump_wait(self, i: int, seq: int) -> None:
+        U32.pack_into(self.view, OFF_WAITS + 4 * i, seq & 0xFFFFFFFF)
+
+    # -- writer / tools side -------------------------------------------------------------
+    def slots(self) -> Iterator[SlotInfo]:
+        """Active slots (dead ones included; check ``pid_alive``)."""
+        for i in range(self.high_water):
+            off = slot_offset(i)
+            status, pid, token, hb, _n = SLOT.unpack_from(self.view, off)
+            if status != SLOT_ACTIVE:
+                continue
+            wants: dict[int, int] = {}
+            for w in range(MAX_WANTS):
+                track, _pad, key = WANT.unpack_from(self.view, off + SLOT.size + w * WANT.size)
+                if track != NO_TRACK:
+                    wants[track] = key
+            yield SlotInfo(i, pid, token, hb, wants)
+
+    def reap_dead(self) -> int:
+        """Free the slots of readers that no longer exist; returns how many."""
+        n = 0
+        for s in list(self.slots()):
+            if not pid_alive(s.pid):
+                self.release(s.index)
+                n += 1
+        return n
+
+
+class Waker:
+    """Writer side of the wake-up protocol (see module docstring)."""
+
+    def __init__(self, users: UserPage) -> None:
+        self.users = users
+        self.view = users.view
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.seen = b""
+        self.dead: list[int] = []
+
+    def wake(self) -> None:
+        hwm = self.users.high_water
+        end = OFF_WAITS + 4 * hwm
+        now = bytes(self.view[OFF_WAITS:end])
+        if now == self.seen:
+            return
+        seen = self.seen
+        for i in range(hwm):
+            a = 4 * i
+            if now[a : a + 4] != seen[a : a + 4]:
+                self._poke(i)
+        self.seen = now
+
+    def _poke(self, i: int) -> None:
+        status, _pid, token, _hb, _n = SLOT.unpack_from(self.view, slot_offset(i))
+        if status != SLOT_ACTIVE:
+            return
+        try:
+            self.sock.sendto(b"\1", socket_address(token))
+        except BlockingIOError:
+            pass  # its queue is full: it has wake-ups pending anyway
+        except (ConnectionRefusedError, FileNotFoundError):
+            self.dead.append(i)  # socket gone: the reader died
+
+    def wake_all(self) -> None:
+        """Poke every active slot (metadata change, close)."""
+        for s in self.users.slots():
+            self._poke(s.index)
+        self.seen = bytes(self.view[OFF_WAITS : OFF_WAITS + 4 * self.users.high_water])
+
+    def close(self) -> None:
+        self.sock.close()
