@@ -146,9 +146,9 @@ class Mp4ProgressiveMuxer:
             edits = []
             if present > 0:
                 edits.append(EditEntry(present, -1))
-            edits.append(EditEntry(max(0, duration - media_time), media_time))
+            edits.append(EditEntry(duration, media_time))
             edts = bytes(Elst(edits)) if present or media_time else b""
-            movie_duration = max(movie_duration, present + duration - media_time)
+            movie_duration = max(movie_duration, present + duration)
             traks.append(trak_box(track, 1000, duration, b"".join(parts), edts))
         mvhd = Mvhd(1000, max(movie_duration, 0), max((t.id for t in self.tracks), default=0) + 1)
         return box("moov", bytes(mvhd), *traks)
