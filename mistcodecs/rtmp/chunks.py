@@ -158,7 +158,7 @@ class ChunkReader:
                 raise ChunkError(f"RTMP peer uses more than {self.max_streams} chunk streams")
             st = _InState()
         p = pos + hlen
-        ts_field = 0
+        ts_field = length = mtype = msid = 0
         if fmt <= 2:
             ts_field = int.from_bytes(buf[p : p + 3], "big")
         if fmt <= 1:
@@ -182,6 +182,11 @@ class ChunkReader:
             if _U32.unpack_from(buf, p)[0] == st.ext_value:
                 p += 4
         new_message = st.partial is None
+        # Check the chunk is complete before touching any state: we re-parse it otherwise.
+        total = (length if fmt <= 1 else st.length) if new_message else st.length
+        have = 0 if st.partial is None else len(st.partial)
+        if len(buf) - p < min(self.chunk_size, total - have):
+            return 0
         if not new_message and fmt != 3:
             raise ChunkError(
                 f"RTMP chunk format {fmt} on chunk stream {csid} in the middle of a message"
@@ -221,8 +226,6 @@ class ChunkReader:
             self._buffered += st.length
         assert st.partial is not None
         take = min(self.chunk_size, st.length - len(st.partial))
-        if len(buf) - p < take:
-            return 0
         st.partial += buf[p : p + take]
         p += take
         self._streams[csid] = st
