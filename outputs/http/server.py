@@ -1,0 +1,133 @@
+"""``MistOutHTTP``: the HTTP front door (port 8080) for progressive media, info and player.
+
+One asyncio process (uvloop when available) serves thousands of connections; run N of
+them on the same port to use N cores (the listening socket has ``SO_REUSEPORT``).
+SIGTERM stops accepting, ends live feeds and closes connections, then exits.
+
+Module map of :mod:`outputs.http`:
+
+* ``parser``   -- sans-IO HTTP/1.x request parser with limits (400/408/413/431/501)
+* ``protocol`` -- asyncio protocol per connection: timers, keep-alive, flow control
+* ``message``  -- Request/Response records (shared with plug-in outputs), CORS headers
+* ``routes``   -- path -> route record (pure)
+* ``app``      -- the handler: routes to info, player, live fan-out or VoD
+* ``info``     -- ``/json_<s>.js`` / ``/info_<s>.js`` bodies
+* ``vod``      -- per-viewer downloads, progressive MP4 with Range
+* ``player.html`` -- the ``/<s>.html`` page
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from typing import Any
+
+import click
+
+from common.capabilities import Capabilities, Setting
+from common.defaults import HTTP_PORT
+from outputs.formats import load_plugins
+from outputs.http.app import HttpApp
+from outputs.http.protocol import HttpConnection
+
+log = logging.getLogger("MistOutHTTP")
+
+CAPS = Capabilities(
+    name="HTTP",
+    friendly="HTTP",
+    desc="HTTP connection handler: progressive media (FLV, TS, MP4, MKV/WebM, OGG, WAV, MP3, AAC), "
+    "stream info (json_/info_), player page, and the HTTP-based outputs that plug into it.",
+    kind="connector",
+    port=HTTP_PORT,
+    url_rel="/$",
+    settings=[
+        Setting(
+            "idle_timeout", "Close idle keep-alive connections after this many seconds", "uint", 60
+        ),
+        Setting("header_timeout", "Seconds a client may take to send a request header", "uint", 10),
+        Setting("pubaddr", "Public address(es) of this server, used in generated URLs", "str", ""),
+    ],
+    extra={
+        "url_match": [
+            "/$.html",
+            "/json_$.js",
+            "/info_$.js",
+            "/crossdomain.xml",
+            "/clientaccesspolicy.xml",
+        ]
+    },
+)
+
+
+def make_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A listening TCP socket; ``SO_REUSEPORT`` lets several processes share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    host: str, port: int, idle_timeout: float, header_timeout: float, debug: int | None = None
+) -> None:
+    from common import runtime
+
+    rt = await runtime.start_async("MistOutHTTP", debug=debug)
+    load_plugins()
+    app = HttpApp()
+    conns: set[HttpConnection] = set()
+    sock = make_socket(host, port)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: HttpConnection(
+            app, idle_timeout=idle_timeout, header_timeout=header_timeout, registry=conns
+        ),
+        sock=sock,
+    )
+    bound = sock.getsockname()
+    rt.log.info("listening on %s:%d", bound[0], bound[1])
+    print(f"MistOutHTTP listening on {bound[0]}:{bound[1]}", file=sys.stderr, flush=True)
+    try:
+        await rt.wait_stopped()
+    finally:
+        server.close()
+        await app.hub.close()
+        for conn in list(conns):
+            conn.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
+        await rt.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@CAPS.click_options()
+def main(
+    port: int,
+    interface: str,
+    debug: int | None,
+    idle_timeout: int,
+    header_timeout: int,
+    pubaddr: str,
+    **_: Any,
+) -> None:
+    """Serve progressive HTTP media, stream info and the player page."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(interface, port, float(idle_timeout), float(header_timeout), debug))
+
+
+if __name__ == "__main__":
+    main()

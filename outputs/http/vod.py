@@ -1,0 +1,282 @@
+"""Per-viewer delivery: VoD (and live DVR with ``?start=``) progressive downloads.
+
+Every viewer has its own reader (positions differ) and its own muxer. ``?start=``
+seeks to the keyframe at or before the asked time, ``?stop=`` ends after the last
+packet before it. Reading waits on the bus (``await reader.wait``) when a page is not
+loaded yet, and the body yields to the loop regularly and waits on the connection's
+flow control, so one download never starves the others.
+
+``/<s>.mp4`` of a VoD stream is a moov-first progressive MP4
+(:class:`mistcodecs.mp4.progressive.Mp4ProgressiveMuxer`) with a ``Content-Length`` and
+``Accept-Ranges: bytes``; a ``Range`` request gets ``206`` with exactly those bytes
+(``416`` when unsatisfiable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from outputs.formats import FormatSpec
+from outputs.http.message import Request, Response, Sink, error_response
+from outputs.selectors import PlayOptions
+from shm.model import Packet, TrackMeta
+
+log = logging.getLogger(__name__)
+
+YIELD_EVERY = 64  # packets between voluntary yields to the event loop
+WAIT_S = 1.0
+DATA_TIMEOUT_S = 25.0  # MistServer's dataWaitTimeout: give up when no data comes this long
+
+
+async def stream_packets(
+    reader: Any, tracks: list[TrackMeta], opts: PlayOptions, muxer: Any, sink: Sink, live: bool
+) -> int:
+    """Write header, packets from start to stop, trailer; return the bytes written."""
+    ids = [t.id for t in tracks]
+    reader.select(ids)
+    if opts.start is not None:
+        reader.seek(opts.start)  # the main keyframe at or before start
+    elif not live:
+        reader.seek(0)
+    written = 0
+    head = muxer.header()
+    sink.write(head)
+    written += len(head)
+    count = 0
+    idle = 0.0
+    want = set(ids)
+    while not sink.closed:
+        p: Packet | None = reader.read()
+        if p is None:
+            if reader.at_end():
+                break
+            await reader.wait(WAIT_S)
+            idle += WAIT_S
+            if idle > DATA_TIMEOUT_S:
+                log.warning("no data for %.0f s; ending the download", idle)
+                break
+            continue
+        idle = 0.0
+        if p.track not in want:
+            continue
+        if opts.stop is not None and p.dts > opts.stop:
+            break
+        out = muxer.packet(p)
+        if out:
+            sink.write(out)
+            written += len(out)
+        count += 1
+        if count % YIELD_EVERY == 0:
+            await sink.drain()
+            await asyncio.sleep(0)
+    tail = muxer.end()
+    if tail and not sink.closed:
+        sink.write(tail)
+        written += len(tail)
+    return written
+
+
+async def respond(
+    req: Request,
+    reader: Any,
+    spec: FormatSpec,
+    tracks: list[TrackMeta],
+    opts: PlayOptions,
+    live: bool,
+    headers: dict[str, str],
+    open_reader: Callable[[str], Any],
+    stream: str,
+) -> Response:
+    """The response of a per-viewer download; takes ownership of ``reader``."""
+    if spec.name == "mp4" and not live and req.path.endswith(".mp4"):
+        return await progressive_mp4(req, reader, tracks, opts, headers, open_reader, stream)
+    muxer = spec.build(tracks, live)
+
+    async def body(sink: Sink) -> None:
+        try:
+            await stream_packets(reader, tracks, opts, muxer, sink, live)
+        finally:
+            reader.close()
+
+    return Response(200, headers, stream=body)
+
+
+# ---- progressive MP4 with Range ---------------------------------------------------------
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """``(start, stop)`` (stop exclusive) for a single byte range; ``None`` if unsatisfiable.
+
+    Multiple ranges are not supported and get the first one only when it is valid.
+    """
+    first = value.split(",", 1)[0].strip()
+    m = _RANGE_RE.match(first)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if not m.group(1):  # suffix range: the last N bytes
+        n = int(m.group(2))
+        if n == 0:
+            return None
+        return max(0, size - n), size
+    start = int(m.group(1))
+    stop = int(m.group(2)) + 1 if m.group(2) else size
+    if start >= size or stop <= start:
+        return None
+    return start, min(stop, size)
+
+
+class _Index:
+    """Per-track sample table in the shape the progressive muxer wants."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.numbers: list[int] = [p.number for p in parts]
+        self.dts: Sequence[int] = [p.dts for p in parts]
+        self.offset: Sequence[int] = [p.offset for p in parts]
+        self.size: Sequence[int] = [p.size for p in parts]
+        self.keyframe: Sequence[int] | bytes | bytearray = bytes(
+            1 if p.keyframe else 0 for p in parts
+        )
+
+
+def track_parts(reader: Any, track: int) -> list[Any]:
+    """Every part record (``shm.PartInfo``) of a track, oldest first."""
+    page = reader.track_page(track)
+    first, end = page.counters()[:2]
+    return [page.part(n) for n in range(first, end)]
+
+
+class _TrackCursor:
+    """Sequential access to one track's payloads by part number (own reader, one track).
+
+    The progressive layout reads each track in increasing part order, so a cursor only
+    re-seeks when a Range request jumps.
+    """
+
+    def __init__(self, reader: Any, track: int) -> None:
+        self.reader = reader
+        self.track = track
+        self.next_part = -1
+        reader.select([track])
+
+    async def fetch(self, part_no: int, dts: int) -> bytes:
+        if part_no != self.next_part:
+            landed = self.reader.seek(dts)
+            self.next_part = self.reader.track_page(self.track).find_part(landed)
+            if self.next_part > part_no:
+                raise ValueError(f"track {self.track}: cannot position on part {part_no}")
+        idle = 0.0
+        while True:
+            p = self.reader.read()
+            if p is None:
+                if self.reader.at_end():
+                    raise ValueError(f"track {self.track} ended before part {part_no}")
+                await self.reader.wait(WAIT_S)
+                idle += WAIT_S
+                if idle > DATA_TIMEOUT_S:
+                    raise TimeoutError(f"track {self.track}: part {part_no} never became available")
+                continue
+            n = self.next_part
+            self.next_part += 1
+            if n == part_no:
+                return bytes(p.data)
+
+
+async def progressive_mp4(
+    req: Request,
+    reader: Any,
+    tracks: list[TrackMeta],
+    opts: PlayOptions,
+    headers: dict[str, str],
+    open_reader: Callable[[str], Any],
+    stream: str,
+) -> Response:
+    """Moov-first MP4 of a VoD stream with Range support; takes ownership of ``reader``."""
+    from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
+
+    try:
+        begin = None
+        if opts.start is not None:
+            reader.select([t.id for t in tracks])
+            begin = reader.seek(opts.start)
+        index: dict[int, _Index] = {}
+        ends: dict[int, int] = {}
+        for t in tracks:
+            parts = [
+                p
+                for p in track_parts(reader, t.id)
+                if (begin is None or p.dts >= begin) and (opts.stop is None or p.dts <= opts.stop)
+            ]
+            index[t.id] = _Index(parts)
+            ends[t.id] = t.lastms if opts.stop is None else min(t.lastms, opts.stop)
+    finally:
+        reader.close()
+    used = [t for t in tracks if index[t.id].dts]
+    if not used:
+        return error_response(404, "No media in the asked time range")
+    muxer = Mp4ProgressiveMuxer(used, index, end_ms=ends)
+    size = muxer.size
+    headers = dict(headers, **{"Accept-Ranges": "bytes"})
+    start, stop, status = 0, size, 200
+    if "range" in req.headers:
+        rng = parse_range(req.headers["range"], size)
+        if rng is None:
+            return Response(
+                416,
+                {"Content-Range": f"bytes */{size}", "Content-Type": "text/plain"},
+                b"Range not satisfiable\n",
+            )
+        start, stop = rng
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    headers["Content-Length"] = str(stop - start)
+    if req.method == "HEAD":
+        return Response(status, headers, b"")  # the Content-Length header describes the GET body
+
+    async def body(sink: Sink) -> None:
+        cursors: dict[int, _TrackCursor] = {}
+        try:
+            await _send_range(muxer, index, start, stop, sink, cursors, open_reader, stream)
+        finally:
+            for c in cursors.values():
+                c.reader.close()
+
+    return Response(status, headers, stream=body)
+
+
+async def _send_range(
+    muxer: Any,
+    index: dict[int, _Index],
+    start: int,
+    stop: int,
+    sink: Sink,
+    cursors: dict[int, _TrackCursor],
+    open_reader: Callable[[str], Any],
+    stream: str,
+) -> None:
+    count = 0
+    for piece, a, b in muxer.ranges(start, stop):
+        if sink.closed:
+            return
+        if piece.track is None:
+            sink.write(muxer.header()[a:b])
+            continue
+        cursor = cursors.get(piece.track)
+        if cursor is None:
+            cursor = cursors[piece.track] = _TrackCursor(open_reader(stream), piece.track)
+        idx = index[piece.track]
+        data = await cursor.fetch(idx.numbers[piece.index], idx.dts[piece.index])
+        if len(data) != piece.size:
+            raise ValueError(
+                f"track {piece.track} sample {piece.index}: {len(data)} bytes, index says {piece.size}"
+            )
+        sink.write(data[a:b] if (a, b) != (0, piece.size) else data)
+        count += 1
+        if count % YIELD_EVERY == 0:
+            await sink.drain()
+            await asyncio.sleep(0)
