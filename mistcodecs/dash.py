@@ -420,7 +420,10 @@ def _parse_rep(r: ET.Element, a_tpl: ET.Element | None, mpd: Mpd) -> Representat
             if d is None or d == 0:
                 raise FormatError(f"Representation {rid}: S element without a positive d")
             t = _int(s, "t", t) or 0
-            rep_count = int(s.get("r", "0"))
+            r_text = s.get("r", "0")
+            if not re.fullmatch(r"-?\d+", r_text):
+                raise FormatError(f"Representation {rid}: S@r={r_text!r} is not an integer")
+            rep_count = int(r_text)
             if rep_count < 0:
                 raise FormatError(
                     f"Representation {rid}: negative S@r (open-ended repeat) is not supported"

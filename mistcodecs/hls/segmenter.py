@@ -99,7 +99,8 @@ class SegmentCutter:
         return out
 
     def finish(self, end_ms: int) -> list[SegmentSpan]:
-        out = self.advance(math.inf)
+        # Cut as live would, except that a remainder fitting the target stays whole.
+        out = self.advance(end_ms - 1)
         if self.start is not None and end_ms > self.start:
             out.append(self._close(end_ms))
             self.start = None
