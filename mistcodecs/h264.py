@@ -35,7 +35,7 @@ def split_annexb(data: bytes | memoryview) -> list[bytes]:
         start = i + 3
         nxt = buf.find(b"\x00\x00\x01", start)
         end = len(buf) if nxt < 0 else nxt
-        nal = buf[start:end].rstrip(b"\x00") if nxt >= 0 else buf[start:end]
+        nal = buf[start:end].rstrip(b"\x00")  # a NAL unit never ends in a zero byte
         if nal:
             out.append(nal)
         i = nxt

@@ -87,7 +87,9 @@ class TsDemuxer:
 
     def end(self) -> list[Event]:
         self._out, self.positions = [], []
-        left = self.splitter.end()
+        tail, left = self.splitter.end()
+        for pos, raw in tail:
+            self._packet(pos, raw)
         if left:
             self._problem(f"stream ends with a truncated packet ({left} of 188 bytes)")
         for stream in sorted(self._streams.values(), key=lambda s: s.pid):

@@ -194,22 +194,35 @@ class PacketSplitter:
         self._base = position
 
     def feed(self, data: bytes | memoryview) -> list[tuple[int, bytes]]:
+        self._buf += data
+        return self._split(final=False)
+
+    def _split(self, final: bool) -> list[tuple[int, bytes]]:
+        # A packet is taken when the byte after it is a sync byte too (so one packet
+        # stays buffered until the next byte arrives). When it is not, either this
+        # packet or the next is damaged: the next confirmed sync pair decides.
         buf = self._buf
-        buf += data
         out: list[tuple[int, bytes]] = []
         pos = 0
         end = len(buf)
         while end - pos >= PACKET_SIZE:
-            if buf[pos] == SYNC:
-                self._in_loss = False
-                out.append((self._base + pos, bytes(buf[pos : pos + PACKET_SIZE])))
-                pos += PACKET_SIZE
+            nxt = pos + PACKET_SIZE
+            if buf[pos] == SYNC and ((nxt < end and buf[nxt] == SYNC) or (final and nxt == end)):
+                self._take(out, pos)
+                pos = nxt
                 continue
-            found = self._resync(pos)
-            if found < 0:  # keep the tail: a sync byte may still be confirmed later
-                keep = max(pos, end - PACKET_SIZE)
-                self._skip(pos, keep)
-                pos = keep
+            found = self._resync(pos + 1, final)
+            if buf[pos] == SYNC and (
+                found >= nxt or (found < 0 and (final or end - pos > 2 * PACKET_SIZE))
+            ):
+                self._take(out, pos)  # this packet is fine; what follows it is not
+                pos = nxt
+                continue
+            if found < 0:
+                if final or end - pos > 2 * PACKET_SIZE:
+                    keep = end if final else max(pos, end - PACKET_SIZE)
+                    self._skip(pos, keep)
+                    pos = keep
                 break
             self._skip(pos, found)
             pos = found
@@ -217,16 +230,20 @@ class PacketSplitter:
         self._base += pos
         return out
 
-    def _resync(self, pos: int) -> int:
-        """First offset >= pos with sync bytes at it and 188 later (or at the end)."""
+    def _take(self, out: list[tuple[int, bytes]], pos: int) -> None:
+        self._in_loss = False
+        out.append((self._base + pos, bytes(self._buf[pos : pos + PACKET_SIZE])))
+
+    def _resync(self, pos: int, final: bool) -> int:
+        """First offset >= pos with a sync byte there and 188 later (or at the very end)."""
         buf = self._buf
         i = buf.find(b"\x47", pos)
         while i >= 0:
             nxt = i + PACKET_SIZE
-            if nxt >= len(buf):
-                return i if len(buf) - i >= PACKET_SIZE else -1
-            if buf[nxt] == SYNC:
+            if (nxt < len(buf) and buf[nxt] == SYNC) or (final and nxt == len(buf)):
                 return i
+            if nxt >= len(buf):
+                return -1
             i = buf.find(b"\x47", i + 1)
         return -1
 
@@ -240,8 +257,11 @@ class PacketSplitter:
                 self.problems.append(f"lost sync at byte {self._base + start}")
         self.skipped += stop - start
 
-    def end(self) -> int:
-        """Bytes left over that do not form a whole packet (0 for a clean end)."""
+    def end(self) -> tuple[list[tuple[int, bytes]], int]:
+        """The packets still buffered, and how many bytes were left over that do not
+        form a whole packet (0 for a clean end)."""
+        out = self._split(final=True)
         left = len(self._buf)
+        self._base += left
         self._buf.clear()
-        return left
+        return out, left
