@@ -206,7 +206,7 @@ def test_render_parse_properties(ms: list[int], seq: int, ended: bool) -> None:
     assert back.first_msn == seq and back.next_msn == seq + len(ms)
     assert check_media_playlist(back) == []
     # a later window of the same stream is a valid update: sequence numbers only grow
-    later = MediaPlaylist(segments=segs[1:] + [Segment(1.0, "new.ts")], media_sequence=seq + 1)
+    later = MediaPlaylist(segments=[*segs[1:], Segment(1.0, "new.ts")], media_sequence=seq + 1)
     later.target_duration = back.target_duration
     assert check_update(back, parse_media_playlist(later.render())) == (
         [] if not ended else ["playlist changed after EXT-X-ENDLIST"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +52,7 @@ def test_segments_cut_on_keyframes_within_target(keys: list[int], target: int) -
     spans = cut_segments(keys, target, end_ms=end)
     assert spans[0].start_ms == keys[0] and spans[-1].end_ms == end
     keyset = set(keys)
-    for prev, cur in zip(spans, spans[1:], strict=False):
+    for prev, cur in itertools.pairwise(spans):
         assert prev.end_ms == cur.start_ms and cur.msn == prev.msn + 1
     for s in spans[:-1]:
         assert s.end_ms in keyset and s.start_ms in keyset
