@@ -128,6 +128,8 @@ class Mp4Demuxer:
         if moov is None:
             raise FormatError("no moov box: not a playable MP4")
         self._parse_moov(moov)
+        if not self._traks:
+            raise FormatError(f"moov at {moov.offset} has no audio, video or text track")
         for moof in moofs:
             self._parse_moof(moof)
         self.fragmented = bool(moofs)
