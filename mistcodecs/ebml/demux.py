@@ -33,6 +33,9 @@ READ_WHOLE = frozenset(
 )
 # Video codecs whose frames can arrive out of presentation order (B-frames).
 REORDERING = frozenset({"H264", "HEVC", "MPEG2"})
+_EBML_ID = s.EBML.to_bytes(4, "big")
+_SEGMENT_ID = s.SEGMENT.to_bytes(4, "big")
+PROBE_FRAMES = 16  # frames looked at before choosing a reordering track's dts delay
 
 CODECS: dict[str, tuple[str, str]] = {
     "V_MPEG4/ISO/AVC": ("video", "H264"),
@@ -53,6 +56,8 @@ CODECS: dict[str, tuple[str, str]] = {
     "A_PCM/INT/LIT": ("audio", "PCM"),
     "S_TEXT/UTF8": ("meta", "subtitle"),
     "S_TEXT/WEBVTT": ("meta", "subtitle"),
+    "D_WEBVTT/SUBTITLES": ("meta", "subtitle"),  # WebM's WebVTT mapping, as ffmpeg writes it
+    "D_WEBVTT/CAPTIONS": ("meta", "subtitle"),
 }
 _AAC_RATES = (
     96000,
@@ -99,6 +104,7 @@ class _Track:
     codec_id: str
     default_duration: int = 0  # ns
     little_endian_pcm: bool = False
+    delay_ms: int = 0  # CodecDelay, subtracted from block times
     pending: deque[tuple[int, bool, bytes, BlockPos]] = field(default_factory=deque)
     heap: list[int] = field(default_factory=list)
     last_dts: int | None = None
@@ -225,6 +231,14 @@ class EbmlDemuxer:
             ):
                 self._stack.pop()
             rel = self._pos - self._base
+            if not self._stack and self.segment_data_offset is not None:
+                # after a complete Segment only another EBML stream may follow
+                if len(buf) - rel < 4:
+                    break
+                if bytes(buf[rel : rel + 4]) not in (_EBML_ID, _SEGMENT_ID):
+                    self._done = True
+                    self.trailing_bytes = len(buf) - rel
+                    break
             try:
                 hdr = ElementHeader.parse(buf, rel, self._base)
             except Truncated:
@@ -404,10 +418,14 @@ class EbmlDemuxer:
             track.little_endian_pcm = codec_id.endswith("LIT")
         if meta.codec in ("AAC", "opus", "vorbis", "MP3", "AC3", "EAC3", "FLAC") and not meta.size:
             meta.size = 16
-        if codec_id == "S_TEXT/WEBVTT":
+        if "WEBVTT" in codec_id:
             meta.extra["subtitle_format"] = "webvtt"
         if s.CODEC_DELAY in f:
-            meta.extra["codec_delay_ns"] = int(get(s.CODEC_DELAY, 0))
+            # Block times include the decoder delay (Opus pre-skip); like ffmpeg, report
+            # times with it removed so that audio stays in sync with video.
+            delay = int(get(s.CODEC_DELAY, 0))
+            meta.extra["codec_delay_ns"] = delay
+            track.delay_ms = (delay + 500_000) // 1_000_000
         track.depth = self.reorder_depth if meta.codec in REORDERING else 0
         self._tracks[number] = track
         self._out.append(meta)
@@ -480,19 +498,20 @@ class EbmlDemuxer:
         ns = (self._cluster_ts + block.timestamp) * self.timestamp_scale
         size = hdr.header_len + (hdr.size or 0)
         for i, frame in enumerate(block.frames):
-            pts = round((ns + i * track.default_duration) / 1e6)
+            pts = round((ns + i * track.default_duration) / 1e6) - track.delay_ms
             pos = BlockPos(track.meta.id, pts, 0, keyframe, hdr.offset, size, i)
             track.pending.append((pts, keyframe, self._payload(track, frame), pos))
             heapq.heappush(track.heap, pts)
-            while len(track.pending) > track.depth:
+            probing = track.delay is None and track.depth and len(track.pending) < PROBE_FRAMES
+            while len(track.pending) > track.depth and not probing:
                 self._emit(track)
 
     def _emit(self, track: _Track) -> None:
         # Matroska stores presentation times only. Decode times are rebuilt by sorting:
         # the n-th frame in decode order decodes at the n-th smallest presentation time
         # (looked up in a window of ``depth`` frames, enough for x264/x265 B-pyramids),
-        # minus a fixed delay chosen from the first window so that no frame decodes after
-        # it is shown. That keeps dts monotonic and pts = dts + offset with offset >= 0
+        # minus a fixed delay chosen from the first PROBE_FRAMES frames (encoders such as
+        # x265 may start without B-frames) so that no frame decodes after it is shown. That keeps dts monotonic and pts = dts + offset with offset >= 0
         # whenever the stream's reordering fits the window. Like ffmpeg, the first dts of
         # a B-frame stream may therefore lie before the first pts (even below zero);
         # streams without reordering get dts = pts.

@@ -62,6 +62,16 @@ class EbmlMuxer:
         self._by_id = {t.id: t for t in self.tracks}
         self._has_video = any(t.type == "video" for t in self.tracks)
         self._cluster_ts: int | None = None
+        # Opus: block times include the pre-skip written as CodecDelay (demuxers subtract it)
+        self._delay_ms = {
+            t.id: (self._pre_skip(t) * 1000 + 24000) // 48000
+            for t in self.tracks
+            if t.codec == "opus"
+        }
+
+    @staticmethod
+    def _pre_skip(t: TrackMeta) -> int:
+        return int.from_bytes(bytes(t.init[10:12]), "little") if len(t.init) >= 12 else 312
 
     def header(self) -> bytes:
         doc = "webm" if self.webm else "matroska"
@@ -120,10 +130,7 @@ class EbmlMuxer:
                 audio += uint_element(s.BIT_DEPTH, t.size or 16)
             body.append(element(s.AUDIO, audio))
             if t.codec == "opus":
-                pre_skip = (
-                    int.from_bytes(bytes(t.init[10:12]), "little") if len(t.init) >= 12 else 312
-                )
-                body.append(uint_element(s.CODEC_DELAY, pre_skip * 1_000_000_000 // 48000))
+                body.append(uint_element(s.CODEC_DELAY, self._pre_skip(t) * 1_000_000_000 // 48000))
                 body.append(uint_element(s.SEEK_PRE_ROLL, 80_000_000))
         return element(s.TRACK_ENTRY, b"".join(body))
 
@@ -132,7 +139,7 @@ class EbmlMuxer:
         track = self._by_id.get(p.track)
         if track is None:
             raise UsageError(f"packet for track {p.track}, which this muxer was not given")
-        pts = max(0, p.pts)
+        pts = max(0, p.pts + self._delay_ms.get(p.track, 0))
         out = b""
         start = self._cluster_ts is None
         if not start:
