@@ -224,6 +224,10 @@ class FlvTagReader:
         view = memoryview(buf)
         try:
             while len(buf) - start >= 15:
+                if (buf[start] & 0x1F) not in TAG_TYPES:  # fail early: do not wait for a bogus size
+                    raise FormatError(
+                        f"unknown FLV tag type {buf[start] & 0x1F} at byte {self._pos + start}"
+                    )
                 size = int.from_bytes(buf[start + 1 : start + 4], "big")
                 if len(buf) - start < 15 + size:
                     break
