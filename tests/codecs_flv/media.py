@@ -68,8 +68,11 @@ def pyav_packets(path: Path) -> dict[str, list[tuple[int, int, bool]]]:
             if p.size == 0 or p.dts is None:
                 continue
             tb = p.time_base
-            ms = lambda x: int(round(x * tb * 1000))  # noqa: E731
-            result.setdefault(p.stream.type, []).append((ms(p.dts), ms(p.pts), bool(p.is_keyframe)))
+            dts, pts = (
+                round(p.dts * tb * 1000),
+                round((p.pts if p.pts is not None else p.dts) * tb * 1000),
+            )
+            result.setdefault(p.stream.type, []).append((dts, pts, bool(p.is_keyframe)))
     return result
 
 
@@ -84,7 +87,7 @@ def pyav_decode(path: Path) -> dict[str, tuple[str, int, list[int]]]:
         for p in c.demux():
             for f in p.decode():
                 counts.setdefault(p.stream.type, []).append(
-                    int(round(f.pts * f.time_base * 1000)) if f.pts is not None else -1
+                    round(f.pts * f.time_base * 1000) if f.pts is not None else -1
                 )
     for kind, pts in counts.items():
         result[kind] = (names[kind], len(pts), pts)
