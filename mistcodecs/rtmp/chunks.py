@@ -185,6 +185,15 @@ class ChunkReader:
         # Check the chunk is complete before touching any state: we re-parse it otherwise.
         total = (length if fmt <= 1 else st.length) if new_message else st.length
         have = 0 if st.partial is None else len(st.partial)
+        if new_message:  # refuse oversized messages from the header alone
+            if total > self.max_message_size:
+                raise ChunkError(
+                    f"RTMP message of {total} bytes on chunk stream {csid} exceeds limit {self.max_message_size}"
+                )
+            if self._buffered + total > self.max_buffered:
+                raise ChunkError(
+                    f"RTMP peer has more than {self.max_buffered} bytes of partial messages"
+                )
         if len(buf) - p < min(self.chunk_size, total - have):
             return 0
         if not new_message and fmt != 3:
@@ -214,14 +223,6 @@ class ChunkReader:
                         f"RTMP chunk format 3 on chunk stream {csid} without a previous message"
                     )
                 st.timestamp = (st.timestamp + st.delta) & 0xFFFFFFFF
-            if st.length > self.max_message_size:
-                raise ChunkError(
-                    f"RTMP message of {st.length} bytes on chunk stream {csid} exceeds limit {self.max_message_size}"
-                )
-            if self._buffered + st.length > self.max_buffered:
-                raise ChunkError(
-                    f"RTMP peer has more than {self.max_buffered} bytes of partial messages"
-                )
             st.partial = bytearray()
             self._buffered += st.length
         assert st.partial is not None
