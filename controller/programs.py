@@ -7,6 +7,8 @@ removes the feature. Here the programs are
   whose module can be imported (declared-but-unwritten programs cost nothing), and
 * executables named ``Mist*`` in the directories of ``MIST_PROGRAM_PATH``
   (``os.pathsep``-separated; used for third-party programs and by tests).
+  ``MIST_NO_BUILTIN=1`` hides the mistpy console scripts (tests that want only
+  their own programs).
 
 ``-j`` runs in parallel with a timeout; results are cached by the program file's
 mtime/size, in memory and in a JSON file, so a restart does not rerun unchanged programs.
@@ -79,6 +81,8 @@ def discover(extra_dirs: list[str] | None = None) -> dict[str, Program]:
     except Exception:
         eps = importlib.metadata.EntryPoints(())
     bindir = Path(sys.executable).parent
+    if os.environ.get("MIST_NO_BUILTIN") == "1":
+        eps = importlib.metadata.EntryPoints(())
     for ep in eps:
         if not ep.name.startswith(tuple(PREFIXES)) or (ep.dist and ep.dist.name != "mistpy"):
             continue
