@@ -213,6 +213,7 @@ class _Stream:
     pre_skip: int = 0
     rate: int = 48000
     ignored: bool = False
+    next: int | None = None  # granule at the end of the previous page with packets
 
 
 class OggDemuxer:
@@ -286,7 +287,10 @@ class OggDemuxer:
         timing = [self._duration(st, p) for p in audio]
         if page.granule < 0:
             return
-        start = page.granule - sum(d for d, _ in timing)
+        # The first page is timed backwards from its granule; later pages forwards from
+        # the previous granule, since the last page's granule may trim the end (RFC 7845).
+        start = page.granule - sum(d for d, _ in timing) if st.next is None else st.next
+        st.next = page.granule
         for pkt, (dur, lead) in zip(audio, timing, strict=True):
             ms = (start - lead - st.pre_skip) * 1000 // st.rate
             out.append(Packet(st.meta.id, ms, 0, True, pkt))
@@ -398,6 +402,12 @@ class OggMuxer:
         if p.track != self.track.id:
             return b""
         data = bytes(p.data)
+        if not self._started:
+            # the first packet's time sets the granule origin; Opus granules count the
+            # pre-skip samples too, so a stream starting at -pre-skip starts at 0
+            self._started = True
+            rate = 48000 if self._vorbis is None else self._vorbis.rate
+            self._granule = max(0, self._granule + round(p.dts * rate / 1000))
         self._granule += self._vorbis.samples(data) if self._vorbis else opus_samples(data)
         return self._pages(data, self._granule)
 
