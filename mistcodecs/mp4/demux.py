@@ -45,6 +45,8 @@ from mistcodecs.mp4.records import (
 from mistcodecs.mp4.sampleentry import SampleEntry
 from shm.model import Packet, TrackMeta
 
+RAW_AUDIO = frozenset({"PCM", "ALAW", "ULAW"})
+RAW_AUDIO_FRAMES = 1024  # frames per packet when grouping raw audio
 HANDLER_TYPES = {"vide": "video", "soun": "audio", "text": "meta", "sbtl": "meta", "subt": "meta"}
 
 
@@ -208,8 +210,6 @@ class Mp4Demuxer:
             meta.rate = entry.rate or mdhd.timescale
             meta.channels = entry.channels
             meta.size = entry.sample_size
-        if entry.little_endian:
-            meta.extra["little_endian"] = True
         shift = 0
         elst_h = self._find(trak, "edts/elst")
         if elst_h is not None:
@@ -292,6 +292,10 @@ class Mp4Demuxer:
                     meta.bps = sum(table.size) * 1000 // table.duration_ms
                     if meta.type == "video":
                         meta.fpks = len(table) * 1_000_000 // table.duration_ms
+            if meta.codec == "MP3" and len(table):  # entry channel counts are unreliable
+                head = self.read_at(table.pos[0], 4)
+                if len(head) == 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+                    meta.channels = 1 if head[3] >> 6 == 3 else 2
             out.append(meta)
         return out
 
@@ -321,6 +325,10 @@ class Mp4Demuxer:
         counts, deltas = (
             tables.parse_pairs(stbl["stts"], "stts") if "stts" in stbl else (array("I"), array("I"))
         )
+        if trak.meta.codec in RAW_AUDIO and n and len(deltas) == 1 and not trak.frag_dts:
+            grouped = self._raw_audio(trak, sizes, int(deltas[0]))
+            if grouped is not None:
+                return grouped
         stts_total = sum(counts)
         if stts_total != n:
             self.warnings.append(f"track {tid}: stts covers {stts_total} samples, stsz has {n}")
@@ -389,14 +397,63 @@ class Mp4Demuxer:
             tid, dts_ms, off_ms, array("q", all_size), key, array("q", all_pos), duration_ms
         )
 
+    def _raw_audio(self, trak: _Trak, sizes: array, delta: int) -> SampleTable | None:
+        """PCM/G.711 store one sample per audio frame: group each chunk into packets of
+        up to RAW_AUDIO_FRAMES frames instead of indexing every 2-byte frame."""
+        stbl = trak.stbl
+        if sizes[0] != sizes[-1] or "stsc" not in stbl or not ("stco" in stbl or "co64" in stbl):
+            return None
+        frame = sizes[0]
+        if frame == 1 and trak.meta.size and trak.meta.channels:  # QuickTime v1: bytes per frame
+            frame = max(1, trak.meta.size // 8 * trak.meta.channels)
+        kind = "co64" if "co64" in stbl else "stco"
+        first, per_chunk, _ = tables.parse_stsc(stbl["stsc"])
+        offsets = tables.parse_chunk_offsets(stbl[kind], kind)
+        n = len(sizes)
+        dts_ts, size_out, pos_out = array("q"), array("q"), array("q")
+        sample = 0
+        for i, first_chunk in enumerate(first):
+            last = first[i + 1] if i + 1 < len(first) else len(offsets) + 1
+            for chunk in range(max(first_chunk, 1) - 1, min(last - 1, len(offsets))):
+                left, pos = per_chunk[i], offsets[chunk]
+                while left > 0 and sample < n:
+                    k = min(left, RAW_AUDIO_FRAMES, n - sample)
+                    if pos + k * frame > self.size:
+                        self.warnings.append(
+                            f"track {trak.meta.id}: audio past the end of the file"
+                        )
+                        left = 0
+                        break
+                    dts_ts.append(sample * delta)
+                    size_out.append(k * frame)
+                    pos_out.append(pos)
+                    pos += k * frame
+                    sample += k
+                    left -= k
+        ts, half, shift = trak.timescale, trak.timescale // 2, trak.shift
+        dts_ms = array("q", [((t + shift) * 1000 + half) // ts for t in dts_ts])
+        end_ms = ((sample * delta + shift) * 1000 + half) // ts
+        count = len(dts_ms)
+        duration = end_ms - dts_ms[0] if count else 0
+        return SampleTable(
+            trak.meta.id,
+            dts_ms,
+            array("q", [0]) * count,
+            size_out,
+            bytearray(b"\x01") * count,
+            pos_out,
+            duration,
+        )
+
     def read_sample(self, track_id: int, index: int) -> bytes:
         table = self.sample_table(track_id)
         pos, size = table.pos[index], table.size[index]
         data = self.read_at(pos, size)
         if len(data) != size:
             raise Truncated(f"track {track_id} sample {index} at {pos} cut off")
-        if self._traks[track_id].meta.extra.get("little_endian"):
-            data = _swap_pcm(data, self._traks[track_id].meta.size)
+        trak = self._traks[track_id]
+        if trak.entry.little_endian:
+            data = _swap_pcm(data, trak.meta.size)
         return data
 
     def packets(

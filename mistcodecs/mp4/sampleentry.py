@@ -116,6 +116,10 @@ class SampleEntry:
         elif codec == "opus" and "dOps" in self.boxes:
             self.init = dops_to_opushead(self.boxes["dOps"])
             self.rate = 48000
+        elif codec == "AC3" and len(self.boxes.get("dac3", b"")) >= 3:
+            bits = int.from_bytes(self.boxes["dac3"][:3], "big")
+            acmod, lfe = (bits >> 11) & 7, (bits >> 10) & 1
+            self.channels = (2, 1, 2, 3, 3, 4, 4, 5)[acmod] + lfe
         elif codec == "FLAC" and "dfLa" in self.boxes:
             self.init = b"fLaC" + self.boxes["dfLa"][4:]
         elif codec == "PCM":
