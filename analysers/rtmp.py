@@ -172,6 +172,8 @@ class RtmpAnalyser(Analyser):
         self.summary["messages"] = self.messages
         if not self.started and not self.problems:
             self.problem("stream never started playing")
+        elif not self.flv.stats[8].frames and not self.flv.stats[9].frames and not self.problems:
+            self.problem("no media received")
         if self._file is not None:
             self._file.close()
             self._file = None

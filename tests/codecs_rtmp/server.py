@@ -26,7 +26,7 @@ class _Channel:
     ended: bool = False
 
 
-class TestRelay:
+class RelayServer:
     def __init__(self) -> None:
         self.channels: dict[str, _Channel] = {}
         self.handshakes: list[bool] = []  # complex flag per connection
