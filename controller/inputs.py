@@ -4,7 +4,8 @@ Each input's capa lists ``source_match`` glob patterns (only ``*`` is special) a
 ``priority``; the highest priority among the matching inputs wins (ties: the name that
 sorts first, so the choice is stable). A ``<name>:`` prefix (lowercase input name, e.g.
 ``ts:/x.bin``) forces that input with priority 99; the prefix is stripped from the
-source given to it.
+source given to it, unless what follows is ``//`` (then the prefix is the URL scheme
+the input reads, as ``rtsp://`` for RTSP, and the source is passed whole).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def choose_input(inputs: dict[str, dict[str, Any]], source: str) -> InputChoice 
         capa = inputs[name]
         prefix = name.lower() + ":"
         if source.startswith(prefix):
-            cand = InputChoice(name, source[len(prefix) :], FORCED_PRIORITY)
+            rest = source[len(prefix) :]
+            cand = InputChoice(name, source if rest.startswith("//") else rest, FORCED_PRIORITY)
         else:
             patterns = capa.get("source_match", [])
             if isinstance(patterns, str):
