@@ -115,3 +115,89 @@ class FrameSplitter:
 
     def reset(self) -> None:
         self._buf.clear()
+
+
+# -- Opus (ETSI TS 102 366 style encapsulation as used for Opus in MPEG-TS) ---------
+_OPUS_FRAME_10US = (1000, 2000, 4000, 6000) * 3 + (1000, 2000) * 2 + (250, 500, 1000, 2000) * 4
+
+
+def opus_packet_samples(packet: bytes | memoryview) -> int:
+    """Duration of an Opus packet in 48 kHz samples, from its TOC byte (RFC 6716 3.1)."""
+    if not packet:
+        raise Truncated("empty Opus packet")
+    toc = packet[0]
+    per_frame = _OPUS_FRAME_10US[toc >> 3] * 48 // 100
+    code = toc & 3
+    if code == 0:
+        return per_frame
+    if code in (1, 2):
+        return 2 * per_frame
+    if len(packet) < 2:
+        raise Truncated("Opus code 3 packet without a frame count")
+    return (packet[1] & 0x3F) * per_frame
+
+
+def opus_head(channels: int, pre_skip: int = 0, rate: int = 48000) -> bytes:
+    """An OpusHead for mapping family 0 (mono or stereo)."""
+    return (
+        b"OpusHead"
+        + bytes((1, channels))
+        + pre_skip.to_bytes(2, "little")
+        + rate.to_bytes(4, "little")
+        + b"\x00\x00\x00"
+    )
+
+
+def opus_control_header(size: int) -> bytes:
+    """The control header before each Opus access unit in a PES (no trims)."""
+    return b"\x7f\xe0" + b"\xff" * (size // 255) + bytes((size % 255,))
+
+
+@dataclass(slots=True)
+class OpusUnit:
+    data: bytes
+    start_trim: int = 0
+    end_trim: int = 0
+
+
+def split_opus_pes(payload: bytes | memoryview) -> list[OpusUnit]:
+    """Access units of an Opus PES payload: control header, then the packet."""
+    out: list[OpusUnit] = []
+    pos = 0
+    end = len(payload)
+    while pos < end:
+        if end - pos < 3:
+            raise Truncated(f"Opus control header truncated at byte {pos}")
+        if payload[pos] != 0x7F or payload[pos + 1] & 0xE0 != 0xE0:
+            raise FormatError(f"no Opus control header at byte {pos}")
+        flags = payload[pos + 1]
+        pos += 2
+        size = 0
+        while True:
+            if pos >= end:
+                raise Truncated("Opus au_size truncated")
+            size += payload[pos]
+            pos += 1
+            if payload[pos - 1] != 0xFF:
+                break
+        unit = OpusUnit(b"")
+        for bit in (0x10, 0x08):
+            if flags & bit:
+                if pos + 2 > end:
+                    raise Truncated("Opus trim field truncated")
+                value = (payload[pos] << 8) | payload[pos + 1]
+                if bit == 0x10:
+                    unit.start_trim = value
+                else:
+                    unit.end_trim = value
+                pos += 2
+        if flags & 0x04:
+            if pos >= end or pos + 1 + payload[pos] > end:
+                raise Truncated("Opus control extension truncated")
+            pos += 1 + payload[pos]
+        if pos + size > end:
+            raise Truncated(f"Opus access unit of {size} bytes overruns its PES")
+        unit.data = bytes(payload[pos : pos + size])
+        pos += size
+        out.append(unit)
+    return out

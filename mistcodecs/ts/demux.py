@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 from mistcodecs import aac, h264, hevc
 from mistcodecs.errors import FormatError
-from mistcodecs.ts.audio import FrameSplitter
+from mistcodecs.ts.audio import FrameSplitter, opus_head, opus_packet_samples, split_opus_pes
 from mistcodecs.ts.packets import PID_NULL, PID_PAT, PacketSplitter, TsPacket
 from mistcodecs.ts.pes import PesHeader, Unwrapper
 from mistcodecs.ts.psi import TABLE_PAT, TABLE_PMT, Pat, Pmt, PmtStream, SectionAssembler
 from shm.model import Packet, TrackMeta
 
-SUPPORTED = frozenset({"H264", "HEVC", "AAC", "MP3", "AC3"})
+SUPPORTED = frozenset({"H264", "HEVC", "AAC", "MP3", "AC3", "opus"})
 MAX_PES = 8 * 1024 * 1024  # a PES larger than this is garbage, not a frame
 Event = TrackMeta | Packet
 
@@ -222,6 +222,8 @@ class TsDemuxer:
                 self._video(stream, payload, pts, dts, pos)
             elif stream.codec == "AAC":
                 self._aac(stream, payload, pts, pos)
+            elif stream.codec == "opus":
+                self._opus(stream, payload, pts, pos)
             else:
                 self._framed_audio(stream, payload, pts, pos)
         except FormatError as exc:
@@ -349,6 +351,24 @@ class TsDemuxer:
             self._problem(
                 f"PID {stream.pid}: {stream.adts.skipped - skipped} junk bytes in ADTS at byte {pos}"
             )
+
+    def _opus(self, stream: _Stream, payload: bytes, pts: int | None, pos: int) -> None:
+        self._audio_time(stream, pts, False)
+        for unit in split_opus_pes(payload):
+            if stream.meta is None:
+                channels = stream.info.opus_channels
+                meta = TrackMeta(
+                    stream.track,
+                    "audio",
+                    "opus",
+                    opus_head(channels, unit.start_trim),
+                    rate=48000,
+                    channels=channels,
+                    size=16,
+                )
+                meta.lang = stream.info.lang
+                self._announce(stream, meta)
+            self._audio_frame(stream, unit.data, opus_packet_samples(unit.data), 48000, pos)
 
     def _framed_audio(self, stream: _Stream, payload: bytes, pts: int | None, pos: int) -> None:
         if stream.frames is None:

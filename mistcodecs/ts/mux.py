@@ -16,10 +16,12 @@ from collections.abc import Sequence
 
 from mistcodecs import aac, h264, hevc
 from mistcodecs.errors import FormatError
+from mistcodecs.ts.audio import opus_control_header
 from mistcodecs.ts.packets import PACKET_SIZE, PID_PAT, SYNC, AdaptationField, build_packet
 from mistcodecs.ts.pes import STREAM_ID_AUDIO, STREAM_ID_PRIVATE1, STREAM_ID_VIDEO, build_pes_header
 from mistcodecs.ts.psi import (
     CODEC_STREAM_TYPES,
+    DESC_EXTENSION,
     DESC_LANGUAGE,
     DESC_REGISTRATION,
     Pat,
@@ -68,7 +70,16 @@ class TsMuxer:
             if meta.codec in ("AC3", "EAC3"):
                 sid = STREAM_ID_PRIVATE1
             if meta.codec == "opus":
-                raise FormatError("Opus in MPEG-TS is not supported by this muxer")
+                if not 0 < meta.channels <= 2:
+                    raise FormatError(
+                        f"Opus with {meta.channels} channels is not supported in MPEG-TS"
+                    )
+                sid = STREAM_ID_PRIVATE1
+                desc += (
+                    bytes((DESC_REGISTRATION, 4))
+                    + b"Opus"
+                    + bytes((DESC_EXTENSION, 2, 0x80, meta.channels))
+                )
             if meta.lang and len(meta.lang) == 3:
                 desc += bytes((DESC_LANGUAGE, 4)) + meta.lang.encode("latin-1") + b"\x00"
             if meta.codec == "AC3":
@@ -126,6 +137,8 @@ class TsMuxer:
             body = self._video_payload(out, data, p.keyframe)
         elif meta.codec == "AAC":
             body = aac.adts_header(meta.init, len(data)) + bytes(data) if meta.init else bytes(data)
+        elif meta.codec == "opus":
+            body = opus_control_header(len(data)) + bytes(data)
         else:
             body = bytes(data)
         dts = p.dts * 90 + START_90K

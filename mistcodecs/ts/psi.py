@@ -18,6 +18,7 @@ DESC_REGISTRATION = 0x05
 DESC_LANGUAGE = 0x0A
 DESC_AC3 = 0x6A
 DESC_EAC3 = 0x7A
+DESC_EXTENSION = 0x7F  # DVB extension descriptor; tag 0x80 carries Opus channels
 
 # stream_type -> codec (ISO 13818-1 table 2-34, ATSC A/52 for 0x81/0x87)
 STREAM_TYPES: dict[int, str] = {
@@ -131,6 +132,13 @@ class PmtStream:
                 if tag == DESC_EAC3:
                     return "EAC3"
         return ""
+
+    @property
+    def opus_channels(self) -> int:
+        for tag, body in self.iter_descriptors():
+            if tag == DESC_EXTENSION and len(body) >= 2 and body[0] == 0x80:
+                return body[1] if 0 < body[1] <= 8 else 2
+        return 2
 
     @property
     def lang(self) -> str:

@@ -20,6 +20,8 @@ VARIANTS: dict[str, list[str]] = {
                  "-c:v", "libx264", "-vf", "crop=170:138:0:0", "-c:a", "libmp3lame"],
     "h264_ac3": ["-f", "lavfi", "-i", "testsrc2=size=176x144:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
                  "-c:v", "libx264", "-c:a", "ac3", "-ac", "2"],
+    "h264_opus": ["-f", "lavfi", "-i", "testsrc2=size=176x144:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+                  "-c:v", "libx264", "-c:a", "libopus", "-ac", "2"],
 }  # fmt: skip
 
 
@@ -108,4 +110,6 @@ CODEC_NAMES = {
     "mp3": "MP3",
     "mp3float": "MP3",
     "ac3": "AC3",
+    "opus": "opus",
+    "libopus": "opus",
 }
