@@ -17,7 +17,16 @@ from analysers.common import Analyser, make_main
 from common.errors import MediaError
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import records, tables
-from mistcodecs.mp4.boxes import CONTAINERS, MAX_DEPTH, BoxHeader, ReadAt, payload, read_header
+from mistcodecs.mp4.boxes import (
+    CONTAINERS,
+    MAX_DEPTH,
+    BoxHeader,
+    ReadAt,
+    children,
+    payload,
+    read_header,
+)
+from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.mp4.demux import Mp4Demuxer
 from mistcodecs.mp4.sampleentry import SampleEntry, dops_to_opushead, parse_esds
 
@@ -396,8 +405,13 @@ class Mp4Analyser(Analyser):
             interval = (keys[-1] - keys[0]) / (len(keys) - 1) if len(keys) > 1 else 0.0
             pts0 = min((table.dts[i] + table.offset[i] for i in range(min(n, 32))), default=0)
             first_pts.setdefault(meta.type, pts0)
+            try:
+                rfc6381 = codec_string(meta)
+            except MediaError:
+                rfc6381 = ""
             record = {
                 "track": meta.id,
+                "codec_string": rfc6381,
                 "type": meta.type,
                 "codec": meta.codec,
                 "samples": n,
@@ -413,7 +427,7 @@ class Mp4Analyser(Analyser):
                 "channels": meta.channels,
             }
             self.emit(
-                f"track {meta.id} {meta.type} {meta.codec}: {n} samples, {len(keys)} keyframes, "
+                f"track {meta.id} {meta.type} {meta.codec} ({rfc6381}): {n} samples, {len(keys)} keyframes, "
                 f"{table.duration_ms} ms, {record['kbps']} kbit/s, keyframe every {interval:.0f} ms, "
                 f"first pts {pts0} ms",
                 {"timeline": record},
@@ -432,8 +446,6 @@ class Mp4Analyser(Analyser):
 
 
 def _children(read_at: ReadAt, parent: BoxHeader) -> list[BoxHeader]:
-    from mistcodecs.mp4.boxes import children
-
     return children(read_at, parent)
 
 

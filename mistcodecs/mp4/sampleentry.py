@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from mistcodecs.aac import parse_asc
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4.boxes import BoxError, box, buffer_reader, fourcc, full_box, iter_boxes, need
 
@@ -109,8 +110,12 @@ class SampleEntry:
             elif oti in AAC_OTI:
                 self.init = dsi
                 # the sample entry's channel count is often a placeholder 2; trust the ASC
-                if len(dsi) >= 2 and 0 < (dsi[1] >> 3) & 0xF < 8:
-                    self.channels = (1, 2, 3, 4, 5, 6, 8)[((dsi[1] >> 3) & 0xF) - 1]
+                try:
+                    asc = parse_asc(dsi)
+                except FormatError:
+                    asc = None
+                if asc is not None and asc.channels:
+                    self.channels = asc.channels
             else:
                 self.codec = f"mp4a-{oti:02x}"
         elif codec == "opus" and "dOps" in self.boxes:
