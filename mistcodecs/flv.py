@@ -243,7 +243,7 @@ class FlvTagReader:
 
     def end(self) -> None:
         if self._need_header and not self._buf:
-            raise Truncated("FLV data is empty")
+            raise Truncated("FLV data is empty (truncated at byte 0)")
         if self._need_header or self._buf:
             raise Truncated(
                 f"FLV data truncated at byte {self._pos} ({len(self._buf)} bytes of an incomplete tag)"
