@@ -136,7 +136,7 @@ class EbmlAnalyser(Analyser):
         level = self._level(hdr, depth)
         if hdr.id in (s.SIMPLE_BLOCK, s.BLOCK_GROUP) and body is not None:
             self._block(hdr, depth, body)
-            if self.detail >= 4:
+            if self.detail >= 4 and hdr.id == s.BLOCK_GROUP:
                 self._tree(hdr, depth, body)
             return
         if self.detail >= level:
