@@ -64,10 +64,11 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
-        peer = transport.get_extra_info("peername")
+        # uvloop's TCP transport is not an asyncio.Transport subclass, but behaves as one.
+        tr: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = tr
+        tr.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        peer = tr.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
         if self.registry is not None:
             self.registry.add(self)

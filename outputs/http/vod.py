@@ -213,7 +213,11 @@ async def progressive_mp4(
                 if (begin is None or p.dts >= begin) and (opts.stop is None or p.dts <= opts.stop)
             ]
             index[t.id] = _Index(parts)
-            ends[t.id] = t.lastms if opts.stop is None else min(t.lastms, opts.stop)
+            if parts:
+                # End of presentation: the latest pts plus one sample, so B-frames reordered
+                # past the last dts stay inside the edit list.
+                step = parts[-1].dts - parts[-2].dts if len(parts) > 1 else 0
+                ends[t.id] = max(p.dts + p.offset for p in parts) + step
     finally:
         reader.close()
     used = [t for t in tracks if index[t.id].dts]

@@ -17,7 +17,9 @@ from outputs.http.routes import (
 )
 
 
-@pytest.mark.parametrize("ext", ["mp4", "fmp4", "flv", "ts", "mkv", "webm", "ogg", "wav", "mp3", "aac"])
+@pytest.mark.parametrize(
+    "ext", ["mp4", "fmp4", "flv", "ts", "mkv", "webm", "ogg", "wav", "mp3", "aac"]
+)
 def test_progressive_formats(ext: str) -> None:
     r = route(f"/live.{ext}")
     assert isinstance(r, FormatRoute)
@@ -42,7 +44,9 @@ def test_info_player_static() -> None:
     assert route("/favicon.ico") == StaticRoute("favicon.ico")
 
 
-@pytest.mark.parametrize("path", ["/../etc.flv", "/..flv", "/.hidden.flv", "/json_...js", "/a/../b.flv"])
+@pytest.mark.parametrize(
+    "path", ["/../etc.flv", "/..flv", "/.hidden.flv", "/json_...js", "/a/../b.flv"]
+)
 def test_path_tricks_rejected(path: str) -> None:
     r = route(path)
     assert isinstance(r, ErrorRoute) and r.status == 404

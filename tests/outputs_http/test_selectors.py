@@ -56,7 +56,9 @@ def test_bad_selector_term() -> None:
 
 
 def test_parse_query() -> None:
-    o = parse_query({"start": "1500", "stop": "4000", "audio": "none", "buffer": "2.5", "tkn": "abc"})
+    o = parse_query(
+        {"start": "1500", "stop": "4000", "audio": "none", "buffer": "2.5", "tkn": "abc"}
+    )
     assert (o.start, o.stop, o.buffer_ms, o.token) == (1500, 4000, 2500, "abc")
     assert o.selectors == {"audio": "none"}
     for bad in ({"start": "x"}, {"start": "-5"}, {"start": "10", "stop": "5"}, {"buffer": "q"}):
