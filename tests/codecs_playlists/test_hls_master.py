@@ -72,6 +72,11 @@ def test_round_trip() -> None:
     assert back.render() == text
 
 
+def _default_not_autoselect(r: Rendition) -> Rendition:
+    r.default, r.autoselect = True, False
+    return r
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -81,10 +86,7 @@ def test_round_trip() -> None:
         (lambda m: setattr(m.variants[1], "bandwidth", 0), "BANDWIDTH"),
         (lambda m: setattr(m.renditions[0], "forced", True), "FORCED"),
         (
-            lambda m: (
-                setattr(m.renditions[1], "default", True)
-                or setattr(m.renditions[1], "autoselect", False)
-            ),
+            lambda m: m.renditions.__setitem__(1, _default_not_autoselect(m.renditions[1])),
             "AUTOSELECT",
         ),
         (
