@@ -96,6 +96,7 @@ class TsMuxer:
         self._pmt = bytes(Pmt(1, self.pcr_pid, streams))
         self._psi_cc = {PID_PAT: 0, PMT_PID: 0}
         self.psi_on_keyframes = psi_on_keyframes
+        self._psi_fresh = False  # PSI was just written by segment_start()
 
     @staticmethod
     def _param_sets(meta: TrackMeta) -> bytes:
@@ -111,18 +112,28 @@ class TsMuxer:
             return b""
         return b"".join(h264.START_CODE + u for u in units)
 
-    def _psi_packet(self, pid: int, section: bytes) -> bytes:
+    def _psi_packet(self, pid: int, section: bytes, advance: bool) -> bytes:
         cc = self._psi_cc[pid]
-        self._psi_cc[pid] = (cc + 1) & 0xF
+        if advance:
+            self._psi_cc[pid] = (cc + 1) & 0xF
+        else:
+            cc = (cc - 1) & 0xF  # a repeat of the last PSI packet: a legal duplicate
         return build_packet(pid, b"\x00" + section + b"\xff" * (183 - len(section)), cc, pusi=True)
 
     def header(self) -> bytes:
-        """PAT and PMT: what a reader needs before any media."""
-        return self._psi_packet(PID_PAT, self._pat) + self._psi_packet(PMT_PID, self._pmt)
+        """PAT and PMT: what a reader needs before any media. It changes no state, so a
+        live stream can hand it to each viewer that joins while all share the packets."""
+        return self._psi_packet(PID_PAT, self._pat, False) + self._psi_packet(
+            PMT_PID, self._pmt, False
+        )
 
     def segment_start(self) -> bytes:
-        """PAT and PMT again at the start of an HLS segment (counters keep counting)."""
-        return self.header()
+        """PAT and PMT at the start of an HLS segment; counters keep counting, and the
+        next keyframe does not repeat them."""
+        self._psi_fresh = True
+        return self._psi_packet(PID_PAT, self._pat, True) + self._psi_packet(
+            PMT_PID, self._pmt, True
+        )
 
     def end(self) -> bytes:
         return b""
@@ -151,8 +162,17 @@ class TsMuxer:
             + body
         )
         prefix = b""
-        if self.psi_on_keyframes and is_video and p.keyframe and out.pid == self.pcr_pid:
-            prefix = self.header()
+        if (
+            self.psi_on_keyframes
+            and is_video
+            and p.keyframe
+            and out.pid == self.pcr_pid
+            and not self._psi_fresh
+        ):
+            prefix = self._psi_packet(PID_PAT, self._pat, True) + self._psi_packet(
+                PMT_PID, self._pmt, True
+            )
+        self._psi_fresh = False
         pcr = (dts - PCR_LEAD_90K) * 300 if out.pid == self.pcr_pid else None
         return prefix + self._packetize(out, pes, pcr, is_video and p.keyframe)
 

@@ -81,7 +81,7 @@ def test_round_trip(ts_files: dict[str, Path], variant: str, tmp_path: Path) -> 
 
 def test_hls_segments_keep_counting(ts_files: dict[str, Path], tmp_path: Path) -> None:
     _, tracks, packets = demux_all(ts_files["h264_aac"].read_bytes())
-    muxer = TsMuxer(tracks, psi_on_keyframes=False)
+    muxer = TsMuxer(tracks)
     order = sorted((p for ps in packets.values() for p in ps), key=lambda p: (p.dts, p.track))
     segments: list[bytearray] = []
     counts: list[list[int]] = []
@@ -97,8 +97,17 @@ def test_hls_segments_keep_counting(ts_files: dict[str, Path], tmp_path: Path) -
         path = tmp_path / f"seg{n}.ts"
         path.write_bytes(seg)
         assert ffprobe_frames(path) == counts[n], f"segment {n}"
-    demuxer, tracks2, packets2 = demux_all(b"".join(segments))
+    joined = b"".join(segments)
+    demuxer, tracks2, packets2 = demux_all(joined)
     assert demuxer.cc_errors == 0 and demuxer.problems == []
+    pat_packets = [
+        joined[i : i + 188]
+        for i in range(0, len(joined), 188)
+        if joined[i + 1 : i + 3] == b"\x40\x00"
+    ]
+    assert [p[3] & 0xF for p in pat_packets] == [
+        n & 0xF for n in range(len(segments))
+    ]  # once per segment, counting on
     assert [t.init for t in tracks2] == [t.init for t in tracks]
     assert [len(packets2[t]) for t in (1, 2)] == [sum(c[t - 1] for c in counts) for t in (1, 2)]
 
@@ -108,3 +117,33 @@ def test_muxer_rejects_tracks_ts_cannot_carry() -> None:
 
     with pytest.raises(FormatError):
         TsMuxer([TrackMeta(1, "video", "VP9")])
+
+
+def test_header_is_stateless_for_joining_viewers(ts_files: dict[str, Path], tmp_path: Path) -> None:
+    """A live muxer serves many viewers: header() for a late joiner must not disturb the
+    continuity counters everyone else sees."""
+    from mistcodecs.ts import TsDemuxer
+
+    _, tracks, packets = demux_all(ts_files["h264_aac"].read_bytes())
+    order = sorted((p for ps in packets.values() for p in ps), key=lambda p: (p.dts, p.track))
+    muxer = TsMuxer(tracks)
+    early = bytearray(muxer.header())
+    late = bytearray()
+    half = len(order) // 2
+    while not (order[half].track == 1 and order[half].keyframe):
+        half += 1
+    for n, p in enumerate(order):
+        if n == half:
+            late += muxer.header()
+        data = muxer.packet(p)
+        early += data
+        if n >= half:
+            late += data
+    for stream, frames in ((early, len(order)), (late, len(order) - half)):
+        demuxer = TsDemuxer()
+        events = demuxer.feed(bytes(stream)) + demuxer.end()
+        assert demuxer.problems == []
+        assert sum(1 for e in events if not isinstance(e, TrackMeta)) == frames
+        path = tmp_path / "viewer.ts"
+        path.write_bytes(stream)
+        assert sum(ffprobe_frames(path)) == frames
