@@ -574,6 +574,15 @@ class FlvMuxer:
         self._fourcc_v = FOURCC_OF_VIDEO.get(self.video.codec, b"") if self.video else b""
         self._fourcc_a = FOURCC_OF_AUDIO.get(self.audio.codec, b"") if self.audio else b""
         # Pre-built header bytes for the hot path
+        self._v_key = self._v_inter = b""
+        self._v_cts = False  # H264/HEVC carry a composition offset after the header
+        if self.video is not None:
+            if self.video.codec == "H264":
+                self._v_key, self._v_inter = b"\x17\x01", b"\x27\x01"
+            else:
+                self._v_key = bytes((0x80 | 0x10 | EX_CODED_FRAMES,)) + self._fourcc_v
+                self._v_inter = bytes((0x80 | 0x20 | EX_CODED_FRAMES,)) + self._fourcc_v
+            self._v_cts = self.video.codec in ("H264", "HEVC")
         self._a_prefix = b""
         if self.audio is not None:
             if self.audio.codec in _ENHANCED_AUDIO:
@@ -633,30 +642,20 @@ class FlvMuxer:
                 )
         return out
 
+    def _video_head(self, p: Packet) -> bytes:
+        head = self._v_key if p.keyframe else self._v_inter
+        return head + _pack_si24(p.offset) if self._v_cts else head
+
+    def _audio_data(self, p: Packet) -> bytes | memoryview:
+        assert self.audio is not None
+        return _pcm_from_be(bytes(p.data), self.audio.size) if self.audio.codec == "PCM" else p.data
+
     def body(self, p: Packet) -> tuple[int, bytes] | None:
         """(tag type, body) for one packet, or ``None`` if its track is not muxed."""
         if p.track == self._vid:
-            assert self.video is not None
-            if self.video.codec == "H264":
-                head = (b"\x17\x01" if p.keyframe else b"\x27\x01") + _pack_si24(p.offset)
-            elif self.video.codec == "HEVC":
-                head = (
-                    bytes((0x80 | (0x10 if p.keyframe else 0x20) | EX_CODED_FRAMES,))
-                    + self._fourcc_v
-                    + _pack_si24(p.offset)
-                )
-            else:
-                head = (
-                    bytes((0x80 | (0x10 if p.keyframe else 0x20) | EX_CODED_FRAMES,))
-                    + self._fourcc_v
-                )
-            return TAG_VIDEO, head + bytes(p.data)
+            return TAG_VIDEO, b"".join((self._video_head(p), p.data))
         if p.track == self._aid:
-            assert self.audio is not None
-            data = bytes(p.data)
-            if self.audio.codec == "PCM":
-                data = _pcm_from_be(data, self.audio.size)
-            return TAG_AUDIO, self._a_prefix + data
+            return TAG_AUDIO, b"".join((self._a_prefix, self._audio_data(p)))
         return None
 
     # -- file form --
@@ -670,28 +669,9 @@ class FlvMuxer:
 
     def packet(self, p: Packet) -> bytes:
         if p.track == self._vid:
-            assert self.video is not None
-            codec = self.video.codec
-            if codec == "H264":
-                head = (b"\x17\x01" if p.keyframe else b"\x27\x01") + _pack_si24(p.offset)
-            elif codec == "HEVC":
-                head = (
-                    bytes((0x80 | (0x10 if p.keyframe else 0x20) | EX_CODED_FRAMES,))
-                    + self._fourcc_v
-                    + _pack_si24(p.offset)
-                )
-            else:
-                head = (
-                    bytes((0x80 | (0x10 if p.keyframe else 0x20) | EX_CODED_FRAMES,))
-                    + self._fourcc_v
-                )
-            return make_tag(TAG_VIDEO, max(p.dts, 0), head, p.data)
+            return make_tag(TAG_VIDEO, max(p.dts, 0), self._video_head(p), p.data)
         if p.track == self._aid:
-            assert self.audio is not None
-            data = p.data
-            if self.audio.codec == "PCM":
-                data = _pcm_from_be(bytes(data), self.audio.size)
-            return make_tag(TAG_AUDIO, max(p.dts, 0), self._a_prefix, data)
+            return make_tag(TAG_AUDIO, max(p.dts, 0), self._a_prefix, self._audio_data(p))
         return b""
 
     def end(self, timestamp: int = 0) -> bytes:
