@@ -87,9 +87,17 @@ class Mp4FragmentMuxer:
     """CMAF-style fragmented MP4 for a fixed set of tracks."""
 
     def __init__(
-        self, tracks: Sequence[TrackMeta], *, timescale: int | Mapping[int, int] = 1000
+        self,
+        tracks: Sequence[TrackMeta],
+        *,
+        timescale: int | Mapping[int, int] = 1000,
+        shift_ms: int | None = None,
     ) -> None:
+        """``shift_ms`` is added to every time (tfdt cannot be negative); ``None`` picks
+        it at the first fragment: enough to lift a negative first dts (the B-frame and
+        AAC-priming offsets of edit-listed files) to 0, else 0."""
         self.tracks = list(tracks)
+        self.shift_ms: int | None = shift_ms
         if isinstance(timescale, int):
             self.timescales = {t.id: timescale for t in self.tracks}
         else:
@@ -97,6 +105,7 @@ class Mp4FragmentMuxer:
         self._last_duration: dict[int, int] = {}
 
     def _ts(self, track_id: int, ms: int) -> int:
+        ms += self.shift_ms or 0
         scale = self.timescales[track_id]
         return ms if scale == 1000 else ms * scale // 1000
 
@@ -117,6 +126,8 @@ class Mp4FragmentMuxer:
         """moof + mdat for these packets (decode order per track). ``end`` is the time
         (ms) right after each track's last sample, globally or per track."""
         order = [t.id for t in self.tracks if packets_by_track.get(t.id)]
+        if self.shift_ms is None and order:
+            self.shift_ms = max(0, -min(packets_by_track[tid][0].dts for tid in order))
         runs: list[tuple[Tfhd, Tfdt, Trun]] = []
         payloads: list[bytes | memoryview] = []
         for tid in order:
