@@ -79,6 +79,28 @@ def parse_ac3_header(data: bytes | bytearray | memoryview, pos: int = 0) -> Audi
     return AudioFrameInfo(words * 2, 1536, rate, _AC3_CHANNELS[acmod] + lfe)
 
 
+def parse_eac3_header(data: bytes | bytearray | memoryview, pos: int = 0) -> AudioFrameInfo:
+    """E-AC-3 syncframe header (ATSC A/52 annex E); dependent substreams report 0 samples
+    so that a caller can keep them with the independent frame before them."""
+    if len(data) - pos < 6:
+        raise Truncated(f"E-AC-3 header truncated at byte {pos}")
+    if data[pos] != 0x0B or data[pos + 1] != 0x77:
+        raise FormatError(f"no E-AC-3 sync at byte {pos}")
+    if data[pos + 5] >> 3 <= 10:
+        raise FormatError(f"frame at byte {pos} has bsid {data[pos + 5] >> 3}: AC-3, not E-AC-3")
+    kind = data[pos + 2] >> 6
+    size = ((((data[pos + 2] & 7) << 8) | data[pos + 3]) + 1) * 2
+    fscod, code = data[pos + 4] >> 6, (data[pos + 4] >> 4) & 3
+    if fscod == 3:
+        if code == 3:
+            raise FormatError(f"E-AC-3 frame at byte {pos} has a reserved sample rate")
+        rate, blocks = (24000, 22050, 16000)[code], 6
+    else:
+        rate, blocks = _AC3_RATES[fscod], (1, 2, 3, 6)[code]
+    acmod, lfe = (data[pos + 4] >> 1) & 7, data[pos + 4] & 1
+    return AudioFrameInfo(size, 0 if kind == 1 else 256 * blocks, rate, _AC3_CHANNELS[acmod] + lfe)
+
+
 class FrameSplitter:
     """Incremental splitter for sync-word framed audio; skips junk and counts it."""
 
@@ -87,6 +109,8 @@ class FrameSplitter:
             self._parse, self._sync = parse_mpa_header, b"\xff"
         elif codec == "AC3":
             self._parse, self._sync = parse_ac3_header, b"\x0b\x77"
+        elif codec == "EAC3":
+            self._parse, self._sync = parse_eac3_header, b"\x0b\x77"
         else:
             raise ValueError(f"no frame splitter for {codec}")
         self._buf = bytearray()
@@ -108,7 +132,10 @@ class FrameSplitter:
                 continue
             if len(buf) - pos < info.size:
                 break
-            out.append((info, bytes(buf[pos : pos + info.size])))
+            if info.samples == 0 and out:  # E-AC-3 dependent substream: same frame
+                out[-1] = (out[-1][0], out[-1][1] + bytes(buf[pos : pos + info.size]))
+            elif info.samples:
+                out.append((info, bytes(buf[pos : pos + info.size])))
             pos += info.size
         del buf[:pos]
         return out

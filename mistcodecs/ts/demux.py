@@ -24,7 +24,7 @@ from mistcodecs.ts.pes import PesHeader, Unwrapper
 from mistcodecs.ts.psi import TABLE_PAT, TABLE_PMT, Pat, Pmt, PmtStream, SectionAssembler
 from shm.model import Packet, TrackMeta
 
-SUPPORTED = frozenset({"H264", "HEVC", "AAC", "MP3", "AC3", "opus"})
+SUPPORTED = frozenset({"H264", "HEVC", "AAC", "MP3", "AC3", "EAC3", "opus"})
 MAX_PES = 8 * 1024 * 1024  # a PES larger than this is garbage, not a frame
 Event = TrackMeta | Packet
 

@@ -84,6 +84,8 @@ class TsMuxer:
                 desc += bytes((DESC_LANGUAGE, 4)) + meta.lang.encode("latin-1") + b"\x00"
             if meta.codec == "AC3":
                 desc += bytes((DESC_REGISTRATION, 4)) + b"AC-3"
+            if meta.codec == "EAC3":
+                desc += bytes((DESC_REGISTRATION, 4)) + b"EAC3"
             out = _Out(meta, pid, sid)
             out.init_annexb = self._param_sets(meta)
             self._outs[meta.id] = out

@@ -35,7 +35,9 @@ def ffprobe_streams(path: Path) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_opus"])
+@pytest.mark.parametrize(
+    "variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_eac3", "h264_opus"]
+)
 def test_agrees_with_ffprobe(ts_files: dict[str, Path], variant: str) -> None:
     path = ts_files[variant]
     res = analyse(str(path), "--json", "-D", "0")

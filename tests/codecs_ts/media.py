@@ -22,6 +22,8 @@ VARIANTS: dict[str, list[str]] = {
                  "-c:v", "libx264", "-c:a", "ac3", "-ac", "2"],
     "h264_opus": ["-f", "lavfi", "-i", "testsrc2=size=176x144:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
                   "-c:v", "libx264", "-c:a", "libopus", "-ac", "2"],
+    "h264_eac3": ["-f", "lavfi", "-i", "testsrc2=size=176x144:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+                  "-c:v", "libx264", "-c:a", "eac3", "-ac", "2"],
 }  # fmt: skip
 
 
@@ -110,6 +112,7 @@ CODEC_NAMES = {
     "mp3": "MP3",
     "mp3float": "MP3",
     "ac3": "AC3",
+    "eac3": "EAC3",
     "opus": "opus",
     "libopus": "opus",
 }

@@ -46,7 +46,9 @@ def check_against_reference(
     assert demuxer.cc_errors == 0
 
 
-@pytest.mark.parametrize("variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_opus"])
+@pytest.mark.parametrize(
+    "variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_eac3", "h264_opus"]
+)
 def test_whole_file_matches_ffmpeg(ts_files: dict[str, Path], variant: str) -> None:
     path = ts_files[variant]
     demuxer, tracks, packets = demux_all(path.read_bytes())

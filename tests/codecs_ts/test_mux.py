@@ -51,7 +51,9 @@ def decoded_frames(path: Path) -> list[list[int]]:
     return out
 
 
-@pytest.mark.parametrize("variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_opus"])
+@pytest.mark.parametrize(
+    "variant", ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_eac3", "h264_opus"]
+)
 def test_round_trip(ts_files: dict[str, Path], variant: str, tmp_path: Path) -> None:
     source = ts_files[variant]
     _, tracks, packets = demux_all(source.read_bytes())
