@@ -5,7 +5,12 @@ Use :class:`RtmpServerConnection` / :class:`RtmpClientConnection` with
 """
 
 from mistcodecs.rtmp.chunks import ChunkError, ChunkReader, ChunkWriter, RtmpMessage
-from mistcodecs.rtmp.connection import RtmpClientConnection, RtmpConnection, RtmpServerConnection
+from mistcodecs.rtmp.connection import (
+    RtmpClientConnection,
+    RtmpConnection,
+    RtmpServerConnection,
+    prepare_media,
+)
 from mistcodecs.rtmp.events import (
     CloseStream,
     Command,
@@ -53,4 +58,5 @@ __all__ = [
     "Status",
     "StreamCreated",
     "StreamEvent",
+    "prepare_media",
 ]

@@ -335,3 +335,24 @@ class ChunkWriter:
             parts.append(cont)
             parts.append(view[off : off + size])
         return b"".join(parts)
+
+    def forget(self, csid: int) -> None:
+        """Drop the header state of a chunk stream after a message was written
+        elsewhere (see :func:`standalone_chunks`), so the next one starts afresh."""
+        self._streams.pop(csid, None)
+
+
+def standalone_chunks(
+    csid: int,
+    mtype: int,
+    stream_id: int,
+    timestamp: int,
+    payload: bytes | memoryview,
+    chunk_size: int,
+) -> bytes:
+    """A message chunked with a full (format 0) header, independent of any earlier
+    state: a live server builds it once and sends the same bytes to every viewer that
+    uses this chunk size and message stream id (then calls ``ChunkWriter.forget``)."""
+    w = ChunkWriter()
+    w.chunk_size = chunk_size
+    return w.write(csid, mtype, stream_id, timestamp, payload)

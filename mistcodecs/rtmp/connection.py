@@ -46,6 +46,15 @@ KIND_OF_TYPE = {ck.AUDIO: "audio", ck.VIDEO: "video", ck.DATA_AMF0: "data", ck.D
 TYPE_OF_KIND = {"audio": ck.AUDIO, "video": ck.VIDEO, "data": ck.DATA_AMF0}
 
 
+def prepare_media(
+    kind: str, stream_id: int, timestamp: int, body: bytes | memoryview, chunk_size: int
+) -> bytes:
+    """Chunk an audio/video/data message once for every viewer with this chunk size
+    and stream id; send it with :meth:`RtmpConnection.send_prepared`."""
+    csid = CS_VIDEO if kind == "video" else CS_AUDIO if kind == "audio" else CS_DATA
+    return ck.standalone_chunks(csid, TYPE_OF_KIND[kind], stream_id, timestamp, body, chunk_size)
+
+
 class RtmpConnection:
     """What both roles share: chunk layer, control messages, acknowledgements."""
 
@@ -137,6 +146,16 @@ class RtmpConnection:
         """Send an FLV tag body as an audio, video or data message."""
         csid = CS_VIDEO if kind == "video" else CS_AUDIO if kind == "audio" else CS_DATA
         self._send(csid, TYPE_OF_KIND[kind], stream_id, timestamp, body)
+
+    def send_prepared(self, kind: str, data: bytes) -> None:
+        """Send a message pre-chunked by :func:`chunks.standalone_chunks` for this
+        connection's chunk size (shared fan-out bytes)."""
+        csid = CS_VIDEO if kind == "video" else CS_AUDIO if kind == "audio" else CS_DATA
+        self.writer.forget(csid)
+        self._send_raw(data)
+
+    def _send_raw(self, data: bytes) -> None:
+        self._out.append(data)
 
     def send_flv_start(self, stream_id: int, muxer: FlvMuxer, timestamp: int = 0) -> None:
         """``onMetaData`` and the codec configs, before the first packet."""
@@ -401,6 +420,9 @@ class RtmpClientConnection(RtmpConnection):
         self, csid: int, mtype: int, stream_id: int, timestamp: int, payload: bytes | memoryview
     ) -> None:
         data = self.writer.write(csid, mtype, stream_id, timestamp, payload)
+        (self._out if self._handshake.done else self._queued).append(data)
+
+    def _send_raw(self, data: bytes) -> None:
         (self._out if self._handshake.done else self._queued).append(data)
 
     def _after_handshake(self) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mistcodecs import amf
 from mistcodecs.flv import FlvDemuxer, FlvMuxer
 from mistcodecs.rtmp import (
     ChunkError,
@@ -26,6 +30,7 @@ from mistcodecs.rtmp import (
     RtmpServerConnection,
     Status,
     StreamCreated,
+    prepare_media,
 )
 from shm.model import Packet, TrackMeta
 from tests.codecs_flv.media import pyav_decode
@@ -255,3 +260,81 @@ async def test_second_publisher_is_refused(relay: RelayServer) -> None:
     finally:
         first.kill()
         await first.wait()
+
+
+def _connected_pair(**server_options: object) -> tuple[RtmpClientConnection, RtmpServerConnection]:
+    server, client = RtmpServerConnection(**server_options), RtmpClientConnection()  # type: ignore[arg-type]
+    client.connect("app", "rtmp://h/app")
+    _, s_ev = pump(client, server)
+    server.accept_connect(of(s_ev, Connect)[0])
+    pump(client, server)
+    return client, server
+
+
+def test_prepared_fan_out_bytes_are_valid_for_every_viewer() -> None:
+    viewers = [_connected_pair() for _ in range(3)]
+    body = b"\x27\x01\x00\x00\x00" + b"p" * 9000
+    shared = prepare_media("video", 1, 1000, body, chunk_size=4096)
+    for i, (client, server) in enumerate(viewers):
+        server.send_media(
+            1, "video", 960 + i, b"\x17\x01\x00\x00\x00first"
+        )  # per-viewer history differs
+        server.send_prepared("video", shared)
+        server.send_media(1, "video", 1040, body)  # and compressed headers afterwards still work
+        c_ev, _ = pump(client, server)
+        got = [(m.timestamp, m.payload) for m in of(c_ev, MediaMessage)]
+        assert got == [(960 + i, b"\x17\x01\x00\x00\x00first"), (1000, body), (1040, body)]
+
+
+def test_amf3_command_messages() -> None:
+    client, server = _connected_pair()
+    # createStream as an AMF3 command message (type 17): a 0 byte, then AMF0 values
+    payload = b"\x00" + amf.encode_all("createStream", 7.0, None)
+    client._send(3, 17, 0, 0, payload)
+    _, s_ev = pump(client, server)
+    assert of(s_ev, CreateStream)[0].stream_id == 1
+    # a publish whose name is an AMF3 string behind the AVM+ switch marker
+    payload = b"\x00" + amf.encode_all("publish", 0.0, None) + b"\x11\x06\x07abc"
+    client._send(3, 17, 1, 0, payload)
+    _, s_ev = pump(client, server)
+    assert of(s_ev, Publish)[0].name == "abc"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=500))
+def test_fuzz_server_after_handshake(data: bytes) -> None:
+    _, server = _connected_pair()
+    events = server.receive_data(data)
+    assert all(not isinstance(e, Error) for e in events) or server.closed
+
+
+@pytest.mark.skipif(shutil.which("rtmpdump") is None, reason="rtmpdump not installed")
+async def test_rtmpdump_plays_from_our_server(relay: RelayServer, tmp_path: Path) -> None:
+    """librtmp (as used by OBS) checks the digest handshake of the server strictly."""
+    url = f"rtmp://127.0.0.1:{relay.port}/live/dump"
+    pub = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+        "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "4", "-c:v", "libx264", "-g", "25",
+        "-c:a", "aac", "-f", "flv", url,
+    )  # fmt: skip
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while relay.published.get("dump", 0) < 5:
+            assert asyncio.get_running_loop().time() < deadline, "publisher did not start"
+            await asyncio.sleep(0.05)
+        out = tmp_path / "dump.flv"
+        dump = await asyncio.create_subprocess_exec(
+            "rtmpdump", "-q", "--live", "-r", url, "-o", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await _wait(dump, 30)
+        await _wait(pub, 30)
+    finally:
+        if pub.returncode is None:
+            pub.kill()
+            await pub.wait()
+    assert relay.errors == []
+    assert relay.handshakes == [True, True]  # rtmpdump, too, completed the digest handshake
+    decoded = await asyncio.to_thread(pyav_decode, out)
+    assert decoded["video"][0] == "h264" and decoded["video"][1] >= 40
+    assert decoded["audio"][0] == "aac"
