@@ -132,6 +132,7 @@ class Mp4Analyser(Analyser):
     # ---- tree -----------------------------------------------------------------------
 
     def analyse(self, read_at: ReadAt, size: int) -> None:
+        self._size = size
         if size == 0:
             self.problem("empty input")
             return
@@ -278,7 +279,9 @@ class Mp4Analyser(Analyser):
             first, _per_chunk, _ = tables.parse_stsc(body)
             out = {"entries": len(first)}
         elif kind in ("stsz", "stz2"):
-            sizes = tables.parse_stsz(body) if kind == "stsz" else tables.parse_stz2(body)
+            sizes = (
+                tables.parse_stsz(body, self._size) if kind == "stsz" else tables.parse_stz2(body)
+            )
             out = {"samples": len(sizes), "bytes": sum(sizes)}
         else:
             offsets = tables.parse_chunk_offsets(body, kind)
@@ -315,7 +318,7 @@ class Mp4Analyser(Analyser):
         where = f"/moov/trak/mdia/minf/stbl @{stbl.offset}"
         bodies = {k: payload(read_at, h) for k, h in boxes.items() if k in TABLES}
         if "stsz" in bodies:
-            sizes = tables.parse_stsz(bodies["stsz"])
+            sizes = tables.parse_stsz(bodies["stsz"], size)
         elif "stz2" in bodies:
             sizes = tables.parse_stz2(bodies["stz2"])
         else:

@@ -316,7 +316,7 @@ class Mp4Demuxer:
         stbl = trak.stbl
         tid = trak.meta.id
         if "stsz" in stbl:
-            sizes = tables.parse_stsz(stbl["stsz"])
+            sizes = tables.parse_stsz(stbl["stsz"], self.size)
         elif "stz2" in stbl:
             sizes = tables.parse_stz2(stbl["stz2"])
         else:

@@ -67,13 +67,16 @@ def parse_stsc(body: bytes) -> tuple[array, array, array]:
     return flat[0::3], flat[1::3], flat[2::3]
 
 
-def parse_stsz(body: bytes) -> array:
+def parse_stsz(body: bytes, file_size: int = 1 << 40) -> array:
+    """Sample sizes; a uniform size may not claim more bytes than ``file_size``."""
     full_header(body, "stsz")
     need(body, 12, "stsz")
     uniform, count = struct.unpack_from(">II", body, 4)
     if uniform:
-        if count > 1 << 28:
-            raise BoxError(f"stsz claims {count} samples")
+        if count * uniform > file_size or count > 1 << 28:
+            raise BoxError(
+                f"stsz claims {count} samples of {uniform} bytes, more than the file holds"
+            )
         return array("I", [uniform]) * count
     return _u32s(body, 12, count, "stsz")
 

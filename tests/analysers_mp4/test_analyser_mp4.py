@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analysers.common import run
 from analysers.mp4 import Mp4Analyser
+from mistcodecs.mp4.records import Emsg
 from tests.codecs_mp4.conftest import CASES, ffprobe_packets, make
 
 NAMES = ["h264_aac.mp4", "frag.mp4", "faststart.mp4", "vp9_opus.mp4"]
@@ -147,3 +150,46 @@ def test_box_size_loop_and_garbage_exit_nonzero(tmp_path: Path, files: dict[str,
     code, out = analyse(bytes(flipped), detail=0, as_json=False)
     assert "PROBLEM" in out
     assert code == 1
+
+
+def test_sidx_and_emsg_decoded(tmp_path: Path, files: dict[str, Path]) -> None:
+    dash = tmp_path / "dash.mp4"
+    made = make(
+        dash,
+        [
+            *CASES["h264_aac.mp4"][:-1],
+            "aac",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof+global_sidx",
+        ],
+    )
+    assert made
+    data = dash.read_bytes()
+    moof = data.index(b"moof") - 4
+    emsg = bytes(Emsg("urn:mpeg:dash:event:2012", "1", 1000, 500, 100, 42, b"hello"))
+    code, out = analyse(data[:moof] + emsg + data[moof:])
+    assert code == 0, out
+    records = [json.loads(line) for line in out.splitlines()[:-1]]
+    sidx = [r for r in records if r.get("box") == "sidx"]
+    assert sidx and sidx[0]["references"] >= 3 and sidx[0]["timescale"] > 0
+    event = next(r for r in records if r.get("box") == "emsg")
+    assert (
+        event["scheme"] == "urn:mpeg:dash:event:2012" and event["id"] == 42 and event["time"] == 500
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.data())
+def test_fuzz_analyser_mutations(files: dict[str, Path], data: st.DataObject) -> None:
+    original = files["frag.mp4"].read_bytes()[:5000]
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 6))):
+        pos = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[pos] = data.draw(st.integers(0, 255))
+    code, out = analyse(bytes(mutated), detail=3, as_json=False)
+    assert code in (0, 1)
+    assert out.strip().splitlines()[-1].startswith("MP4:")
