@@ -4,8 +4,10 @@
 * :mod:`.master` -- master playlists (variants, EXT-X-MEDIA renditions)
 * :mod:`.reload` -- ``_HLS_msn``/``_HLS_part``/``_HLS_skip`` decisions and delta updates
 * :mod:`.segmenter` -- deterministic segment and part boundaries from keyframe times
+* :mod:`.build` -- spans and parts to the playlist of the moment (live window, LL-HLS)
 """
 
+from mistcodecs.hls.build import live_window, media_playlist
 from mistcodecs.hls.master import (
     MasterPlaylist,
     Rendition,
@@ -76,6 +78,8 @@ __all__ = [
     "decide",
     "delta_update",
     "is_master_playlist",
+    "live_window",
+    "media_playlist",
     "parse_directives",
     "parse_master_playlist",
     "parse_media_playlist",

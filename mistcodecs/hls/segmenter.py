@@ -50,6 +50,7 @@ class PartSpan:
     start_ms: int
     end_ms: int
     independent: bool
+    segment_start_ms: int = 0  # where the segment holding this part starts
 
     @property
     def duration(self) -> float:
@@ -58,7 +59,7 @@ class PartSpan:
     @property
     def name(self) -> str:
         """MistServer's part name stem: ``<segment start>.<index>``."""
-        return f"{self.start_ms}.{self.index}"
+        return f"{self.segment_start_ms}.{self.index}"
 
 
 class SegmentCutter:
@@ -192,8 +193,10 @@ def assign_parts(
         if idx < 0:
             continue  # before the first segment: not listed
         seg = segments[idx]
-        msn = seg.msn if start < seg.end_ms else next_open
+        msn, seg_start = (
+            (seg.msn, seg.start_ms) if start < seg.end_ms else (next_open, segments[-1].end_ms)
+        )
         index = counts.get(msn, 0)
         counts[msn] = index + 1
-        out.append(PartSpan(msn, index, start, end, independent))
+        out.append(PartSpan(msn, index, start, end, independent, seg_start))
     return out
