@@ -148,3 +148,24 @@ def test_progressive_muxer_round_trip_and_ranges(
     assert inner == 0 and muxer.piece(piece).start == len(header)
     with pytest.raises(IndexError):
         muxer.locate(muxer.size)
+
+
+def test_fragment_muxer_native_timescales(media: dict[str, Path], tmp_path: Path) -> None:
+    """Audio at its sample rate, video at 90 kHz: times still land within 1 ms."""
+    demux = _demux(media["h264_aac.mp4"])
+    tracks = demux.tracks()
+    scales = {t.id: (t.rate if t.type == "audio" else 90000) for t in tracks}
+    muxer = Mp4FragmentMuxer(tracks, timescale=scales)
+    by_track: dict[int, list[Packet]] = {}
+    for p in demux.packets():
+        by_track.setdefault(p.track, []).append(p)
+    ends = {
+        t.id: demux.sample_table(t.id).dts[0] + demux.sample_table(t.id).duration_ms for t in tracks
+    }
+    path = tmp_path / "scaled.mp4"
+    path.write_bytes(muxer.init_segment() + muxer.segment(by_track, 1, end=ends))
+    _compare(media["h264_aac.mp4"], path, muxer.shift_ms or 0)
+    with av.open(str(path)) as container:
+        assert [s.time_base.denominator for s in container.streams] == [
+            scales[t.id] for t in tracks
+        ]
