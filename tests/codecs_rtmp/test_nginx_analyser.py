@@ -6,14 +6,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from mistcodecs.flv import FlvDemuxer
-from shm.model import Packet
-from tests.codecs_flv.media import pyav_decode
+from mistcodecs.flv import FlvDemuxer, FlvMuxer
+from mistcodecs.rtmp import ConnectResult, RtmpClientConnection, Status, StreamCreated
+from shm.model import Packet, TrackMeta
+from tests.codecs_flv.media import ffmpeg_flv, pyav_decode
 
 MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 pytestmark = pytest.mark.skipif(not MODULE.exists(), reason="libnginx-mod-rtmp not installed")
@@ -33,7 +34,8 @@ def nginx(tmp_path: Path) -> Iterator[int]:
         f"load_module {MODULE};\ndaemon off;\nmaster_process off;\n"
         f"error_log {tmp_path}/error.log info;\npid {tmp_path}/nginx.pid;\n"
         "events { worker_connections 64; }\n"
-        f"rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; }} }} }}\n"
+        f"rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; }}\n"
+        f"  application rec {{ live on; record all; record_path {tmp_path}; record_unique off; }} }} }}\n"
     )
     proc = subprocess.Popen(
         ["nginx", "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
@@ -113,3 +115,53 @@ def test_missing_stream_and_timeout(nginx: int) -> None:
 def test_unreachable_server() -> None:
     res = analyse(f"rtmp://127.0.0.1:{free_port()}/live/x", "-T", "2", timeout=20)
     assert res.returncode == 2 and "cannot open" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_our_client_publishes_to_nginx(nginx: int, tmp_path: Path) -> None:
+    """RtmpClientConnection as a publisher (push-out); nginx records what it got."""
+    src = ffmpeg_flv(tmp_path / "src.flv", "aac", 2.0)
+    d = FlvDemuxer()
+    items = d.feed(src.read_bytes()) + d.end()
+    tracks = [i for i in items if isinstance(i, TrackMeta)]
+    packets = [i for i in items if isinstance(i, Packet)]
+    mux = FlvMuxer(tracks)
+    client = RtmpClientConnection()
+    client.connect("rec", f"rtmp://127.0.0.1:{nginx}/rec")
+    sock = socket.create_connection(("127.0.0.1", nginx), timeout=10)
+    codes: list[str] = []
+    sid = 0
+
+    def exchange(until: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not until():
+            assert time.monotonic() < deadline, codes
+            sock.sendall(client.data_to_send())
+            for ev in client.receive_data(sock.recv(65536)):
+                if isinstance(ev, ConnectResult) and ev.ok:
+                    client.create_stream()
+                elif isinstance(ev, StreamCreated):
+                    client.publish(ev.stream_id, "mine")
+                elif isinstance(ev, Status):
+                    codes.append(ev.code)
+                    nonlocal sid
+                    sid = ev.stream_id
+
+    with sock:
+        exchange(lambda: "NetStream.Publish.Start" in codes)
+        client.send_flv_start(sid, mux)
+        for p in packets:
+            client.send_packet(sid, mux, p)
+        client.delete_stream(sid)
+        sock.sendall(client.data_to_send())
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):  # nginx closes (and finishes the recording) on our EOF
+            pass
+    recorded = tmp_path / "mine.flv"
+    deadline = time.monotonic() + 10
+    while not recorded.exists() or recorded.stat().st_size < 1000:
+        assert time.monotonic() < deadline, "nginx did not record the stream"
+        time.sleep(0.05)
+    before, after = pyav_decode(src), pyav_decode(recorded)
+    assert after["video"][0] == "h264" and after["video"][1] == before["video"][1]
+    assert after["audio"][0] == "aac" and after["audio"][1] == before["audio"][1]
+    assert after["video"][2] == before["video"][2]
