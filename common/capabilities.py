@@ -88,14 +88,12 @@ class Setting:
         }.get(self.type, str)
         if self.type == "select" and self.select:
             ptype = click.Choice([str(s) for s in self.select])
+        extra: dict[str, Any] = {}
+        if self.default is not None:  # click >= 8.2 treats an explicit None as a given value
+            extra["default"] = self.default
+            extra["show_default"] = True
         return click.option(
-            *decls,
-            dest,
-            type=ptype,
-            default=self.default,
-            required=self.required,
-            show_default=self.default is not None,
-            help=self.help,
+            *decls, dest, type=ptype, required=self.required, help=self.help, **extra
         )
 
 
