@@ -19,6 +19,7 @@ CASES: dict[str, list[str]] = {
     "hevc_aac.mp4": [*VIDEO, *AUDIO, "-t", "2", "-c:v", "libx265", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-c:a", "aac"],
     "vp9_opus.mp4": [*VIDEO, *AUDIO, "-t", "2", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"],
     "av1.mp4": [*VIDEO, "-t", "1", "-c:v", "libsvtav1", "-preset", "12"],
+    "delayed_audio.mp4": [*VIDEO, "-itsoffset", "0.5", *AUDIO, "-t", "2", "-c:v", "libx264", "-bf", "2", "-c:a", "aac", "-shortest"],
     "mp3.mp4": [*AUDIO, "-t", "1", "-c:a", "libmp3lame"],
     "ac3.mp4": [*AUDIO, "-t", "1", "-c:a", "ac3"],
     "flac.mp4": [*AUDIO, "-t", "1", "-c:a", "flac", "-strict", "-2"],

@@ -115,7 +115,7 @@ def test_fragment_stream_and_segments(media: dict[str, Path], tmp_path: Path) ->
     _compare(media["h264_aac.mp4"], path2, 100)
 
 
-@pytest.mark.parametrize("name", ["h264_aac.mp4", "frag.mp4", "vp9_opus.mp4"])
+@pytest.mark.parametrize("name", ["h264_aac.mp4", "frag.mp4", "vp9_opus.mp4", "delayed_audio.mp4"])
 def test_progressive_muxer_round_trip_and_ranges(
     media: dict[str, Path], name: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,76 @@
+"""Sample tables: build -> parse round trips, compact forms, expansion."""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mistcodecs.errors import FormatError
+from mistcodecs.mp4 import tables
+from mistcodecs.mp4.boxes import full_box
+
+
+def _body(raw: bytes) -> bytes:
+    return raw[8:]
+
+
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=300))
+def test_stts_ctts_round_trip(values: list[int]) -> None:
+    counts, deltas = tables.parse_pairs(_body(tables.build_stts(values)), "stts")
+    assert list(tables.expand_runs(counts, deltas, len(values))) == values
+    signed = [v - 2500 for v in values]
+    counts, offs = tables.parse_pairs(_body(tables.build_ctts(signed)), "ctts")
+    assert list(tables.expand_runs(counts, offs, len(values))) == signed
+
+
+@given(st.lists(st.integers(1, 70000), min_size=1, max_size=200), st.integers(1, 9))
+def test_layout_round_trip(sizes: list[int], per: int) -> None:
+    chunks = [per] * (len(sizes) // per) + ([len(sizes) % per] if len(sizes) % per else [])
+    offsets, pos = [], 1000
+    expected = []
+    for count in chunks:
+        offsets.append(pos)
+        for _ in range(count):
+            expected.append(pos)
+            pos += sizes[len(expected) - 1]
+        pos += 17  # a gap between chunks
+    first, spc, _ = tables.parse_stsc(_body(tables.build_stsc(chunks)))
+    parsed_sizes = tables.parse_stsz(_body(tables.build_stsz(sizes)))
+    assert list(parsed_sizes) == sizes
+    for wide in (False, True):
+        kind = "co64" if wide else "stco"
+        parsed = tables.parse_chunk_offsets(_body(tables.build_chunk_offsets(offsets, wide)), kind)
+        assert list(tables.chunk_positions(first, spc, parsed, parsed_sizes)) == expected
+
+
+def test_stz2_field_sizes() -> None:
+    values = [3, 15, 0, 7, 9]
+    packed = bytes([(3 << 4) | 15, (0 << 4) | 7, 9 << 4])
+    body = full_box("stz2", 0, 0, b"\0\0\0" + bytes([4]), struct.pack(">I", 5), packed)[8:]
+    assert list(tables.parse_stz2(body)) == values
+    body = full_box(
+        "stz2", 0, 0, b"\0\0\0" + bytes([16]), struct.pack(">I", 2), struct.pack(">HH", 300, 65535)
+    )[8:]
+    assert list(tables.parse_stz2(body)) == [300, 65535]
+    with pytest.raises(FormatError):
+        tables.parse_stz2(full_box("stz2", 0, 0, b"\0\0\0\x05", struct.pack(">I", 1), b"\0")[8:])
+
+
+def test_uniform_stsz_bounded_by_file_size() -> None:
+    body = full_box("stsz", 0, 0, struct.pack(">II", 1000, 1 << 27))[8:]
+    with pytest.raises(FormatError):
+        tables.parse_stsz(body, 10_000_000)
+    assert tables.parse_stsz(full_box("stsz", 0, 0, struct.pack(">II", 4, 3))[8:], 100) == array(
+        "I", [4, 4, 4]
+    )
+
+
+def test_stsc_out_of_order_rejected() -> None:
+    with pytest.raises(FormatError):
+        tables.chunk_positions(
+            array("I", [2, 1]), array("I", [1, 1]), array("Q", [0, 10]), array("I", [1, 1])
+        )
