@@ -84,6 +84,8 @@ class TsAnalyser(Analyser):
         raw: str | None = None,
         **options: Any,
     ) -> None:
+        if raw == "-" and options.get("out") is None:
+            options["out"] = sys.stderr  # stdout carries the raw bytes; text goes aside
         super().__init__(detail, as_json, **options)
         self.pid_filter = pid
         self.raw: IO[bytes] | None = None

@@ -84,6 +84,10 @@ class AdtsFrame:
     def asc(self) -> bytes:
         return build_asc(self.object_type, self.rate, self.channel_config)
 
+    def __bytes__(self) -> bytes:
+        """The frame re-framed with a 7-byte header (any CRC is dropped)."""
+        return adts_header(self.asc(), len(self.payload)) + self.payload
+
 
 def parse_adts_header(data: bytes | bytearray | memoryview, pos: int = 0) -> AdtsFrame:
     """Parse the ADTS header at ``pos`` (the payload is left empty)."""

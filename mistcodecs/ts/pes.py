@@ -74,6 +74,14 @@ class PesHeader:
                 hdr.dts = decode_ts(data, 14)
         return hdr
 
+    def __bytes__(self) -> bytes:
+        """The header as written (PES_packet_length taken from ``length`` as is)."""
+        raw = bytearray(build_pes_header(self.stream_id, 0, self.pts, self.dts, bounded=False))
+        raw[4:6] = self.length.to_bytes(2, "big")
+        if not self.data_alignment:
+            raw[6] &= ~0x04
+        return bytes(raw)
+
 
 def build_pes_header(
     stream_id: int,

@@ -165,3 +165,17 @@ def test_bit_flips_never_crash(ts_files: dict[str, Path]) -> None:
         code, out = analyse_bytes(bytes(damaged))
         assert code == 1, out
         assert "lost sync" in out or "continuity counter" in out
+
+
+def test_raw_to_stdout_keeps_text_apart(ts_files: dict[str, Path]) -> None:
+    path = ts_files["h264_aac"]
+    res = subprocess.run(
+        [sys.executable, "-m", "analysers.ts", str(path), "-P", "257", "-R", "-"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode == 0
+    assert b"MistAnalyserTS: valid" in res.stderr.splitlines()[-1]
+    from mistcodecs.aac import parse_adts
+
+    assert len(parse_adts(res.stdout)) == 95

@@ -86,6 +86,7 @@ def test_adts_split_and_build() -> None:
     parsed = aac.parse_adts(stream)
     assert [f.payload for f in parsed] == frames
     assert all(f.asc() == asc and f.rate == 44100 for f in parsed)
+    assert b"".join(bytes(f) for f in parsed) == stream
     splitter = aac.AdtsSplitter()
     got = [f.payload for i in range(len(stream)) for f in splitter.feed(stream[i : i + 1])]
     assert got == frames

@@ -84,3 +84,45 @@ def test_sps_with_valid_headers(body: bytes) -> None:
             parse(head + body)
         except FormatError:
             pass
+
+
+def _structured_stream(units: list[tuple[int, bool, bytes]]) -> bytes:
+    """A valid PAT/PMT (H.264, AAC, MP3, AC-3, Opus, HEVC) followed by packets with fuzzed payloads."""
+    from mistcodecs.ts.packets import build_packet
+    from mistcodecs.ts.psi import PmtStream
+
+    streams = [PmtStream(0x1B, 0x100), PmtStream(0x0F, 0x101), PmtStream(0x03, 0x102), PmtStream(0x81, 0x103),
+               PmtStream(0x06, 0x104, b"\x05\x04Opus\x7f\x02\x80\x02"), PmtStream(0x24, 0x105)]  # fmt: skip
+    out = bytearray()
+    for pid, section in ((0, bytes(Pat(1, {1: 0x1000}))), (0x1000, bytes(Pmt(1, 0x100, streams)))):
+        out += build_packet(pid, b"\x00" + section + b"\xff" * (183 - len(section)), 0, pusi=True)
+    ccs: dict[int, int] = {}
+    for index, pusi, payload in units:
+        pid = 0x100 + index
+        ccs[pid] = (ccs.get(pid, -1) + 1) & 0xF
+        if pusi:
+            payload = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05\x21\x00\x01\x00\x01" + payload
+        out += build_packet(pid, payload[:184], ccs[pid], pusi=pusi)
+    return bytes(out)
+
+
+_UNITS = st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.binary(max_size=184)), max_size=40)
+
+
+@FUZZ
+@given(_UNITS)
+def test_demuxer_structured(units: list[tuple[int, bool, bytes]]) -> None:
+    demuxer = TsDemuxer()
+    demuxer.feed(_structured_stream(units))
+    demuxer.end()
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_UNITS, st.binary(max_size=3000))
+def test_demuxer_long_fuzz(units: list[tuple[int, bool, bytes]], junk: bytes) -> None:
+    demuxer = TsDemuxer()
+    data = _structured_stream(units)
+    demuxer.feed(data[: len(data) // 2] + junk)
+    demuxer.feed(data[len(data) // 2 :])
+    demuxer.end()
