@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mistcodecs import amf
+from mistcodecs import amf, h264, hevc
 from mistcodecs.errors import FormatError, Truncated
 from shm.model import Packet, TrackMeta
 
@@ -412,6 +412,9 @@ class FlvTagDecoder:
         for k, v in extra.items():
             if v:
                 setattr(track, k, v)
+        if kind == "video" and init and not track.width:
+            track.width, track.height, fps = _video_geometry(codec, init)
+            track.fpks = track.fpks or int(fps * 1000)
         self.tracks[tid] = track
         return [track]
 
@@ -486,6 +489,25 @@ class FlvTagDecoder:
         except FormatError as exc:
             raise FormatError(f"FLV script tag at byte {tag.offset}: {exc}") from exc
         return []
+
+
+def _video_geometry(codec: str, init: bytes) -> tuple[int, int, float]:
+    """Width, height and frame rate from the SPS in an avcC/hvcC, for streams without
+    ``onMetaData``; zeros when the record cannot be read."""
+    try:
+        if codec == "H264":
+            cfg = h264.parse_avcc(init)
+            if cfg.sps:
+                sps = h264.parse_sps(cfg.sps[0])
+                return sps.width, sps.height, sps.fps
+        elif codec == "HEVC":
+            hcfg = hevc.parse_hvcc(init)
+            if hcfg.arrays.get(hevc.NAL_SPS):
+                hsps = hevc.parse_sps(hcfg.arrays[hevc.NAL_SPS][0])
+                return hsps.width, hsps.height, 0.0
+    except (FormatError, IndexError, ValueError):
+        pass
+    return 0, 0, 0.0
 
 
 def _num(v: Any) -> float:

@@ -176,3 +176,13 @@ def test_fuzz_mutated_real_file(flv_files: dict[str, Path], data: st.DataObject)
         demux(bytes(raw))
     except FormatError:
         pass
+
+
+@pytest.mark.parametrize("name", ["h264_aac", "hevc_aac"])
+def test_geometry_from_sps_without_metadata(flv_files: dict[str, Path], name: str) -> None:
+    data = flv_files[name].read_bytes()
+    stripped = bytes(FlvHeader()) + b"".join(bytes(t) for t in iter_tags(data) if t.type != 18)
+    tracks, _, d = demux(stripped)
+    assert d.metadata == {}
+    assert (tracks[0].width, tracks[0].height) == (160, 120)
+    assert tracks[1].rate in (44100, 48000) and tracks[1].channels in (1, 2)
