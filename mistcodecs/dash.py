@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.errors import UsageError
 from mistcodecs.errors import FormatError
+from mistcodecs.mp4.codecs import codec_string
+from shm.model import TrackMeta
 
 NS = "urn:mpeg:dash:schema:mpd:2011"
 PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
@@ -473,3 +475,80 @@ def segment_list(
         )
         for i in range(count)
     ]
+
+
+# -- building from the media model -----------------------------------------------------
+def frame_rate_text(fpks: int) -> str | None:
+    """MistServer's frames-per-1000-s as an MPD frameRate ("25", "30000/1001")."""
+    if fpks <= 0:
+        return None
+    if fpks % 1000 == 0:
+        return str(fpks // 1000)
+    if fpks in (23976, 29970, 59940):
+        return f"{round(fpks / 1000) * 1000}/1001"
+    return f"{fpks}/1000"
+
+
+def representation_for(
+    track: TrackMeta, spans: Iterable[tuple[int, int]], bandwidth: int | None = None
+) -> Representation:
+    """A Representation for one track with MistServer's template names; ``spans`` are
+    its segments' (start, end) in ms; the id is the track id."""
+    rep = Representation(
+        id=str(track.id),
+        codecs="wvtt" if track.codec == "subtitle" else codec_string(track),
+        bandwidth=bandwidth or max(track.bps * 8, track.maxbps * 8, 1),
+        timeline=build_timeline(spans),
+    )
+    if track.type == "video":
+        rep.width, rep.height = track.width or None, track.height or None
+        rep.frame_rate = frame_rate_text(track.fpks)
+    elif track.type == "audio":
+        rep.audio_sampling_rate = track.rate or None
+        rep.channels = track.channels or None
+    return rep
+
+
+def mpd_for_tracks(
+    tracks: Sequence[tuple[TrackMeta, Sequence[tuple[int, int]]]],
+    *,
+    live: bool,
+    duration_s: float | None = None,
+    availability_start: datetime | None = None,
+    now: datetime | None = None,
+    dvr_s: float | None = None,
+    target_s: float = 2.0,
+    utc_timing_url: str | None = None,
+    low_latency_chunk_s: float | None = None,
+) -> Mpd:
+    """The MPD for a stream: one AdaptationSet per track type, one Representation per
+    track. Live MPDs take ``availability_start`` (wall time of media time 0) and
+    ``now`` (publishTime) from the caller -- no clock in here. With
+    ``low_latency_chunk_s`` a live MPD announces chunked segments (LL-DASH)."""
+    sets: dict[str, AdaptationSet] = {}
+    for track, spans in tracks:
+        kind = {"video": "video", "audio": "audio"}.get(track.type, "text")
+        mime = {"video": "video/mp4", "audio": "audio/mp4"}.get(kind, "application/mp4")
+        aset = sets.setdefault(kind, AdaptationSet(kind, mime, lang=track.lang or None))
+        aset.representations.append(representation_for(track, spans))
+    mpd = Mpd(adaptation_sets=list(sets.values()), dynamic=live, min_buffer_time=target_s)
+    if not live:
+        mpd.media_presentation_duration = duration_s
+        return mpd
+    mpd.availability_start_time = availability_start
+    mpd.publish_time = now
+    mpd.minimum_update_period = target_s
+    mpd.time_shift_buffer_depth = dvr_s
+    mpd.suggested_presentation_delay = 3 * target_s if low_latency_chunk_s is None else None
+    if utc_timing_url:
+        mpd.utc_timing = [(UTC_HTTP_ISO, utc_timing_url)]
+    elif now is not None:
+        mpd.utc_timing = [(UTC_DIRECT, iso_datetime(now))]
+    if low_latency_chunk_s is not None:
+        mpd.availability_time_offset = round(target_s - low_latency_chunk_s, 3)
+        mpd.latency = Latency(
+            target=round(3 * low_latency_chunk_s * 1000 + 1000),
+            min=500,
+            max=round(6 * target_s * 1000),
+        )
+    return mpd

@@ -205,3 +205,35 @@ def test_fuzz_parser(text: str) -> None:
         parse_mpd(f'<MPD xmlns="{NS}">{text}</MPD>')
     except FormatError:
         pass
+
+
+def test_mpd_for_tracks_live_low_latency() -> None:
+    from mistcodecs.dash import UTC_DIRECT, frame_rate_text, mpd_for_tracks
+    from shm.model import TrackMeta
+
+    avcc = bytes([1, 0x64, 0x00, 0x1F, 0xFF, 0xE0, 0x00])
+    asc = bytes([0x11, 0x90])  # AAC-LC, 48 kHz, stereo
+    video = TrackMeta(
+        1, "video", "H264", init=avcc, width=1280, height=720, fpks=29970, bps=100_000
+    )
+    audio = TrackMeta(2, "audio", "AAC", init=asc, rate=48000, channels=2, bps=16_000, lang="nl")
+    now = datetime(2026, 11, 25, 12, 1, 0, tzinfo=UTC)
+    mpd = mpd_for_tracks(
+        [(video, [(0, 2000), (2000, 4000)]), (audio, [(0, 2005)])],
+        live=True,
+        availability_start=AST,
+        now=now,
+        dvr_s=50.0,
+        low_latency_chunk_s=0.5,
+    )
+    back = parse_mpd(mpd.render())
+    assert back.dynamic and back.publish_time == now and back.time_shift_buffer_depth == 50.0
+    assert back.utc_timing == [(UTC_DIRECT, "2026-11-25T12:01:00.000Z")]
+    assert back.availability_time_offset == 1.5 and back.latency is not None
+    assert back.latency.target < 3000
+    v, a = (s.representations[0] for s in back.adaptation_sets)
+    assert (v.codecs, v.frame_rate, v.bandwidth) == ("avc1.64001f", "30000/1001", 800_000)
+    assert (a.codecs, a.audio_sampling_rate, a.channels) == ("mp4a.40.2", 48000, 2)
+    assert back.adaptation_sets[1].lang == "nl"
+    assert [u for _, _, u in segment_list(v)] == ["1/chunk_0.m4s", "1/chunk_2000.m4s"]
+    assert frame_rate_text(25000) == "25" and frame_rate_text(0) is None

@@ -15,14 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from mistcodecs.dash import (
-    AdaptationSet,
-    Mpd,
-    Representation,
-    build_timeline,
-    parse_mpd,
-    segment_list,
-)
+from mistcodecs.dash import mpd_for_tracks, parse_mpd, segment_list
 from mistcodecs.hls import (
     InitSection,
     MasterPlaylist,
@@ -34,6 +27,7 @@ from mistcodecs.hls import (
     parse_master_playlist,
     parse_media_playlist,
 )
+from mistcodecs.mp4 import Mp4Demuxer, buffer_reader
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
 
@@ -176,20 +170,13 @@ def test_our_mpd_over_ffmpeg_cmaf_segments(media: Path) -> None:
         start, end = t * 1000 // rep.timescale, (t + d) * 1000 // rep.timescale
         (media / "dash" / url).replace(ours_dir / f"chunk_{start}.m4s")
         spans.append((start, end))
-    mpd = Mpd(
-        adaptation_sets=[
-            AdaptationSet(
-                "video",
-                "video/mp4",
-                [
-                    Representation(
-                        "1", rep.codecs, rep.bandwidth, build_timeline(spans), 320, 240, "25"
-                    )
-                ],
-            )
-        ],
-        media_presentation_duration=spans[-1][1] / 1000,
-    )
+    with (ours_dir / "init.m4s").open("rb") as fh:
+        init = fh.read()
+    (track,) = Mp4Demuxer(buffer_reader(init), len(init)).tracks()
+    track.id = 1
+    mpd = mpd_for_tracks([(track, spans)], live=False, duration_s=spans[-1][1] / 1000)
+    made = mpd.adaptation_sets[0].representations[0]
+    assert (made.codecs, made.width, made.height) == (rep.codecs, 320, 240)
     path = media / "dash" / "index.mpd"
     path.write_text(mpd.render())
     assert parse_mpd(path.read_text()) == mpd
