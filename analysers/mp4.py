@@ -8,12 +8,13 @@ reported with its box path and byte offset; damage never escapes as a traceback.
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
-from analysers.common import Analyser, make_main
+from analysers.common import Analyser, make_main, open_source
 from common.errors import MediaError
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import records, tables
@@ -110,12 +111,17 @@ class Mp4Analyser(Analyser):
 
     def __init__(self, detail: int, as_json: bool, **options: Any) -> None:
         super().__init__(detail, as_json, **options)
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._size = 0
         self.mdats: list[tuple[int, int]] = []
         self.boxes = 0
 
     def feed(self, data: bytes) -> None:
+        if isinstance(data, LocalFile):  # analyse in place instead of copying
+            self._spool.close()
+            self._spool = open(data.path, "rb")  # noqa: SIM115 - closed in finish()
+            self._size = os.fstat(self._spool.fileno()).st_size
+            return
         self._spool.write(data)
         self._size += len(data)
 
@@ -462,7 +468,25 @@ def _descend(read_at: ReadAt, node: BoxHeader, path: list[str]) -> BoxHeader | N
     return current
 
 
-main = make_main(Mp4Analyser, "Analyse an MP4/MOV/fMP4 file: box tree, sample tables, timeline.")
+class LocalFile(bytes):
+    """An empty chunk that names a local file: MP4 is read in place, not streamed."""
+
+    path: str
+
+
+def _source(source: str, timeout: float, _options: dict[str, Any]) -> Iterator[bytes]:
+    if source != "-" and not source.startswith(("http://", "https://")) and os.path.isfile(source):
+        marker = LocalFile()
+        marker.path = source
+        return iter([marker])
+    return open_source(source, timeout)
+
+
+main = make_main(
+    Mp4Analyser,
+    "Analyse an MP4/MOV/fMP4 file: box tree, sample tables, timeline.",
+    source_chunks=_source,
+)
 
 if __name__ == "__main__":
     main()
