@@ -446,7 +446,9 @@ class Mp4Analyser(Analyser):
         if "video" in first_pts and "audio" in first_pts:
             sync = first_pts["audio"] - first_pts["video"]
             self.emit(
-                f"A/V sync at start: audio {sync:+d} ms after video", {"av_sync_ms": sync}, level=1
+                f"A/V sync at start: audio starts {sync:+d} ms relative to video",
+                {"av_sync_ms": sync},
+                level=1,
             )
             self.summary["av_sync_ms"] = sync
         self.summary["tracks"] = len(metas)
