@@ -24,6 +24,7 @@ duration, bitrate, keyframe interval, PCR jitter and the A/V start difference.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -101,6 +102,9 @@ class TsAnalyser(Analyser):
         self.pat: Pat | None = None
         self.pmts: dict[int, Pmt] = {}
         self.total = 0
+        self._progress_at = (
+            0.0 if sys.stderr.isatty() else None
+        )  # progress lines only on a terminal
 
     # -- output helpers ----------------------------------------------------------
     def show(self, bit: int, pid: int | None, text: str, record: dict[str, Any]) -> None:
@@ -114,8 +118,15 @@ class TsAnalyser(Analyser):
             self._packet(pos, raw)
         self._frames(self.demuxer.feed(data))
         self._sync_problems()
+        if self._progress_at is not None and time.monotonic() - self._progress_at > 1.0:
+            self._progress_at = time.monotonic()
+            seconds = (self.media_ms or 0) / 1000
+            sys.stderr.write(f"\r{self.total / 1e6:.1f} MB read, {seconds:.1f} s of media\x1b[K")
+            sys.stderr.flush()
 
     def finish(self) -> None:
+        if self._progress_at:
+            sys.stderr.write("\r\x1b[K")
         tail, left = self.splitter.end()
         for pos, raw in tail:
             self._packet(pos, raw)

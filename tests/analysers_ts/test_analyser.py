@@ -179,3 +179,28 @@ def test_raw_to_stdout_keeps_text_apart(ts_files: dict[str, Path]) -> None:
     from mistcodecs.aac import parse_adts
 
     assert len(parse_adts(res.stdout)) == 95
+
+
+def test_pes_timestamps_match_ffprobe_packets(ts_files: dict[str, Path]) -> None:
+    path = ts_files["hevc_aac"]
+    res = analyse(str(path), "--json", "-D", "1", "-P", "256")
+    pes = [json.loads(line) for line in res.stdout.splitlines()[:-1]]
+    pes = [r for r in pes if r.get("pes_pid") == 256 and "stream_id" in r]
+    cmd = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pts,dts",
+        "-of",
+        "json",
+        str(path),
+    ]
+    packets = json.loads(subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout)[
+        "packets"
+    ]
+    assert [(r["pts"], r["dts"] or r["pts"]) for r in pes] == [
+        (p["pts"], p["dts"]) for p in packets
+    ]
