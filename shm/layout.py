@@ -190,6 +190,7 @@ def ring_offsets(parts_cap: int, keys_cap: int, frags_cap: int) -> tuple[int, in
 # header: slot high-water mark; then one u32 wait sequence per slot (written only by the
 # slot's reader), then the slots.
 USER_HDR = struct.Struct("<I")
+OFF_EPOCH = 4  # u32 any reader stores a new value into after bumping its wait number
 USER_HDR_SIZE = 64
 MAX_SLOTS = 1024
 OFF_WAITS = USER_HDR_SIZE

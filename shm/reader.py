@@ -18,6 +18,7 @@ import os
 import secrets
 import select
 import socket
+import struct
 from collections.abc import Iterable
 
 import posix_ipc
@@ -32,6 +33,10 @@ from .segment import Segment
 from .track import FragmentInfo, KeyInfo, TrackPage
 from .users import UserPage
 
+_U64_UNPACK = L.U64.unpack_from
+_I64_UNPACK = L.I64.unpack_from
+_PART_UNPACK = L.PART.unpack_from
+_QQ_UNPACK = struct.Struct("<QQ").unpack_from
 GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
 META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
 
@@ -40,9 +45,11 @@ class _RTrack:
     """Reader-private state of one selected track."""
 
     __slots__ = (
+        "end",
         "entry",
         "last_dts",
         "mask",
+        "next_dts",
         "page",
         "page_no",
         "page_view",
@@ -59,6 +66,8 @@ class _RTrack:
         self.pos = 0
         self.last_dts = 0
         self.want_key = -1
+        self.end = 0  # cached parts end (re-read when pos reaches it)
+        self.next_dts: int | None = None  # cached dts of part ``pos``
         self.page_no = -1
         self.page_view = memoryview(b"")
         self.attach(page)
@@ -68,6 +77,8 @@ class _RTrack:
         self.view = page.view
         self.parts_off = page.parts_off
         self.mask = page.parts_cap - 1
+        self.end = 0
+        self.next_dts = None
         self.page_no = -1  # data page numbers stay valid, but re-check state once
         self.page_view = memoryview(b"")
 
@@ -206,6 +217,7 @@ class StreamReader:
     def _position(self, start: int, anchor: _RTrack | None, anchor_part: int) -> None:
         for rt in self._sel:
             rt.pos = anchor_part if rt is anchor else rt.page.find_part(start)
+            rt.next_dts = None
             rt.last_dts = start
             self._announce(rt, rt.pos)
         self._positioned = True
@@ -234,6 +246,7 @@ class StreamReader:
         if c[3] == c[2]:  # nothing yet: start with whatever comes
             for rt in self._sel:
                 rt.pos = rt.page.counters()[1]
+                rt.next_dts = None
             self._positioned = True
             return last
         key = main.page.key(main.page.find_key(last - behind_ms))
@@ -281,15 +294,18 @@ class StreamReader:
             best_dts = 0
             empty: list[_RTrack] | None = None
             for rt in sel:
-                view = rt.view
                 pos = rt.pos
-                if pos >= L.U64.unpack_from(view, L.OFF_PARTS_END)[0]:
-                    if empty is None:
-                        empty = [rt]
-                    else:
-                        empty.append(rt)
-                    continue
-                dts = L.I64.unpack_from(view, rt.parts_off + (pos & rt.mask) * 32)[0]
+                if pos >= rt.end:
+                    rt.end = _U64_UNPACK(rt.view, L.OFF_PARTS_END)[0]
+                    if pos >= rt.end:
+                        if empty is None:
+                            empty = [rt]
+                        else:
+                            empty.append(rt)
+                        continue
+                dts = rt.next_dts
+                if dts is None:
+                    dts = rt.next_dts = _I64_UNPACK(rt.view, rt.parts_off + (pos & rt.mask) * 32)[0]
                 if best is None or dts < best_dts:
                     best, best_dts = rt, dts
             if best is None:
@@ -310,19 +326,21 @@ class StreamReader:
     def _take(self, rt: _RTrack) -> Packet | None:
         n = rt.pos
         view = rt.view
-        dts, pos, page, size, off, key, flags = L.PART.unpack_from(
+        dts, pos, page, size, off, key, flags = _PART_UNPACK(
             view, rt.parts_off + (n & rt.mask) * 32
         )
-        if n < L.U64.unpack_from(view, L.OFF_PARTS_START)[0]:
+        start, rt.end = _QQ_UNPACK(view, L.OFF_PARTS_START)
+        if n < start:  # the slot may have been recycled while we copied it
             self._fell_behind()
             return None
         if page != rt.page_no and not self._map_page(rt, page, n):
             return None
         rt.pos = n + 1
+        rt.next_dts = None
         rt.last_dts = dts
         if key != rt.want_key & L.MASK32:
             self._announce(rt, n)
-        return Packet(rt.tid, dts, off, bool(flags & 1), rt.page_view[pos : pos + size])
+        return Packet(rt.tid, dts, off, flags == 1, rt.page_view[pos : pos + size])
 
     def _map_page(self, rt: _RTrack, page_lo: int, part: int) -> bool:
         c = rt.page.counters()
@@ -420,7 +438,7 @@ class StreamReader:
         """Announce we are about to block; True if there is no need to (data is there)."""
         self._drain()
         self._wait_seq += 1
-        self._users.bump_wait(self._slot, self._wait_seq)
+        self._users.bump_wait(self._slot, self._wait_seq, self._token)
         if self._metapage.status == L.META_STATUS_CLOSED:
             self.closed = True
         return self._ready()

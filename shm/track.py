@@ -132,8 +132,15 @@ class TrackPage:
         return COUNTERS.unpack_from(self.view, OFF_COUNTERS)
 
     def stats(self) -> tuple[int, int, int, int]:
-        """(firstms, lastms, bps, maxbps)."""
-        return STATS.unpack_from(self.view, OFF_STATS)
+        """(firstms, lastms, bps, maxbps); lastms is the dts of the newest part."""
+        firstms, lastms, bps, maxbps = STATS.unpack_from(self.view, OFF_STATS)
+        start, end = COUNTERS.unpack_from(self.view, OFF_COUNTERS)[:2]
+        if end > start:
+            last = end - 1
+            lastms = PART.unpack_from(
+                self.view, self.parts_off + (last & (self.parts_cap - 1)) * REC_SIZE
+            )[0]
+        return firstms, lastms, bps, maxbps
 
     # -- records ----------------------------------------------------------------------
     def part(self, n: int) -> PartInfo:

@@ -7,6 +7,9 @@ written only by that slot's reader: it bumps the number right before it blocks.
 After publishing, the writer compares the array with its private copy (one slice and
 one bytes compare for all slots) and sends one byte to each reader whose number moved.
 Nobody else ever writes the same word, so no atomic read-modify-write is needed.
+To keep the no-waiter case to one load, a reader also stores a fresh value into a
+shared *epoch* word after bumping its number; the writer scans the slots only when the
+epoch differs from what it saw last.
 Slot claims are serialised with ``flock`` on the page, which the kernel releases if a
 reader dies mid-claim.
 """
@@ -23,6 +26,7 @@ from .layout import (
     MAX_SLOTS,
     MAX_WANTS,
     NO_TRACK,
+    OFF_EPOCH,
     OFF_WAITS,
     SLOT,
     SLOT_ACTIVE,
@@ -34,6 +38,8 @@ from .layout import (
     socket_address,
 )
 from .segment import Segment
+
+_U32_UNPACK = U32.unpack_from
 
 
 def pid_alive(pid: int) -> bool:
@@ -100,8 +106,9 @@ class UserPage:
         status, pid, token, _hb, n = SLOT.unpack_from(self.view, slot_offset(i))
         SLOT.pack_into(self.view, slot_offset(i), status, pid, token, time.time(), n)
 
-    def bump_wait(self, i: int, seq: int) -> None:
+    def bump_wait(self, i: int, seq: int, token: int) -> None:
         U32.pack_into(self.view, OFF_WAITS + 4 * i, seq & 0xFFFFFFFF)
+        U32.pack_into(self.view, OFF_EPOCH, (token + seq) & 0xFFFFFFFF)
 
     # -- writer / tools side -------------------------------------------------------------
     def slots(self) -> Iterator[SlotInfo]:
@@ -137,16 +144,21 @@ class Waker:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.seen = b""
+        self.epoch = 0
         self.dead: list[int] = []
 
     def wake(self) -> None:
-        hwm = self.users.high_water
-        end = OFF_WAITS + 4 * hwm
-        now = bytes(self.view[OFF_WAITS:end])
+        view = self.view
+        epoch = _U32_UNPACK(view, OFF_EPOCH)[0]
+        if epoch == self.epoch:
+            return  # no reader started waiting since the last look
+        self.epoch = epoch
+        hwm = _U32_UNPACK(view, 0)[0]
+        now = bytes(view[OFF_WAITS : OFF_WAITS + 4 * hwm])
         if now == self.seen:
             return
         seen = self.seen
-        for i in range(hwm):
+        for i in range(min(hwm, MAX_SLOTS)):
             a = 4 * i
             if now[a : a + 4] != seen[a : a + 4]:
                 self._poke(i)

@@ -39,6 +39,8 @@ LIVE_PAGE_SIZE = 16 * 1024 * 1024  # nominal; tmpfs backs only written bytes
 MIN_FRAGMENTS = 3  # retention never leaves fewer (MistServer boots playback at 3)
 DEFAULT_CAPS = (4096, 256, 128, 16)  # parts, keys, fragments, pages
 M32 = L.MASK32
+_PART_PACK = L.PART.pack_into
+_U64_PACK = L.U64.pack_into
 
 
 class _Track:
@@ -59,6 +61,7 @@ class _Track:
         self.firstms = self.lastms = self.bps = self.maxbps = 0
         self.window_bytes = 0
         self.dropped = 0
+        self.page_lo = self.key_lo = 0  # low 32 bits of the current page and key numbers
         # current live data page
         self.data: Segment | None = None
         self.data_view = memoryview(b"")
@@ -127,6 +130,7 @@ class StreamWriter:
         self._metapage = MetaPage(self._meta_seg)
         self.users = UserPage(self._user_seg)
         self._waker = Waker(self.users)
+        self._wake = self._waker.wake
         self.meta = StreamMeta(live=live, source=source, fragment_ms=fragment_ms, dvr_ms=dvr_ms)
         self._tracks: dict[int, _Track] = {}
         self._gen = 0
@@ -286,35 +290,26 @@ class StreamWriter:
             dts > t.key_time or t.key_parts == 0
         ):
             self._start_key(t, dts, n)
-        if t.data_pos + n > t.data_cap:
-            self._new_live_page(t, dts, n, t.keys_end - 1)
         pos = t.data_pos
+        if pos + n > t.data_cap:
+            self._new_live_page(t, dts, n, t.keys_end - 1)
+            pos = 0
         t.data_view[pos : pos + n] = data
-        if t.parts_end - t.parts_start > t.parts_mask:
-            self._grow(t, parts=2)
         end = t.parts_end
-        L.PART.pack_into(
-            t.view,
-            t.parts_off + (end & t.parts_mask) * 32,
-            dts,
-            pos,
-            (t.pages_end - 1) & M32,
-            n,
-            offset,
-            (t.keys_end - 1) & M32,
-            1 if keyframe else 0,
-        )
+        if end - t.parts_start > t.parts_mask:
+            self._grow(t, parts=2)
+        view = t.view
+        _PART_PACK(view, t.parts_off + (end & t.parts_mask) * 32, dts, pos, t.page_lo, n, offset,
+                   t.key_lo, keyframe)  # fmt: skip
+        _U64_PACK(view, L.OFF_PARTS_END, end + 1)  # publish
         t.parts_end = end + 1
-        L.U64.pack_into(t.view, L.OFF_PARTS_END, end + 1)
-        L.I64.pack_into(t.view, L.OFF_LASTMS, dts)
-        t.lastms = dts
         t.last_dts = dts
         t.data_pos = pos + n
         t.key_parts += 1
         t.key_size += n
         t.frag_size += n
         t.window_bytes += n
-        self._waker.wake()
+        self._wake()
         self._appends += 1
         if not self._appends & 0xFFF:
             self._housekeeping()
@@ -361,8 +356,10 @@ class StreamWriter:
             (t.pages_end - 1) & M32,
         )
         t.keys_end = k + 1
+        t.key_lo = k & M32
         L.U64.pack_into(t.view, L.OFF_KEYS_END, k + 1)
         t.key_time, t.key_parts, t.key_size = dts, 0, 0
+        t.lastms = dts
         if t.frags_end == t.frags_start or dts - t.frag_time >= self.fragment_ms:
             self._start_fragment(t, dts, k)
 
@@ -441,6 +438,7 @@ class StreamWriter:
         t.page_first_time, t.page_first_part, t.page_first_key = dts, t.parts_end, first_key
         self._write_page_rec(t, n, L.PAGE_LOADED)
         t.pages_end = n + 1
+        t.page_lo = n & M32
         L.U64.pack_into(t.view, L.OFF_PAGES_END, n + 1)
 
     def _write_page_rec(self, t: _Track, n: int, state: int) -> None:
