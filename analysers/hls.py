@@ -49,7 +49,7 @@ from mistcodecs.mp4.records import Mdhd, Tfdt, Tfhd, Trun
 from mistcodecs.ts import TsDemuxer
 from shm.model import Packet, TrackMeta
 
-Fetch = Callable[[str], bytes]
+Fetch = Callable[[str, float], bytes]
 
 
 @dataclass
@@ -181,6 +181,10 @@ class HlsAnalyser(Analyser):
         self.playlist: MediaPlaylist | None = None
         self.loads = 0
         self.unchanged_loads = 0
+        self.pending_directive: tuple[int, int | None] | None = None
+        self.blocking_reloads = 0
+        self.failed_reloads = 0
+        self._failures_seen = 0
         self.fetched: set[int] = set()
         self.last_fetched: int | None = None
         self.seen_problems: set[str] = set()
@@ -229,6 +233,7 @@ class HlsAnalyser(Analyser):
         """A (re)load of the media playlist: check it, return the segments to fetch."""
         pl = parse_media_playlist(text)
         self.loads += 1
+        self._check_directive(pl)
         for p in check_media_playlist(pl):
             self.problem_once(p)
         old = self.playlist
@@ -261,15 +266,56 @@ class HlsAnalyser(Analyser):
                 todo.append((msn, seg, resolve(url, seg.uri)))
         return todo
 
-    def reload_delay(self) -> float | None:
-        """Seconds until the next reload, None when the playlist has ended."""
+    def next_reload(self, url: str) -> tuple[str, float] | None:
+        """(URL, seconds to wait) for the next reload; None when the playlist has ended.
+
+        A server that can block (CAN-BLOCK-RELOAD=YES over HTTP) is asked at once for
+        the next part or segment with ``_HLS_msn``/``_HLS_part``; otherwise the
+        playlist is reloaded after a target duration (half of it when it did not
+        change, RFC 8216 6.3.4)."""
         pl = self.playlist
         if pl is None or pl.endlist:
             return None
         target = float(pl.target_duration or 1)
+        control = pl.server_control
+        if (
+            control is not None
+            and control.can_block_reload
+            and url.startswith(("http://", "https://"))
+        ):
+            part = len(pl.open_parts) if pl.part_target is not None else None
+            self.pending_directive = (pl.next_msn, part)
+            query = f"_HLS_msn={pl.next_msn}" + (f"&_HLS_part={part}" if part is not None else "")
+            return url + ("&" if urllib.parse.urlsplit(url).query else "?") + query, 0.0
         if self.unchanged_loads and self.unchanged_loads * target / 2 > 3 * target:
             self.problem_once(f"live playlist did not grow for more than {3 * target:g} s")
-        return target / 2 if self.unchanged_loads else target
+        return url, target / 2 if self.unchanged_loads else target
+
+    def _just_failed(self) -> bool:
+        failed, self._failures_seen = self.failed_reloads > self._failures_seen, self.failed_reloads
+        return failed
+
+    def reload_failed(self, url: str, error: str) -> None:
+        self.pending_directive = None
+        self.failed_reloads += 1
+        self.problem(f"playlist reload {url} failed: {error}")
+
+    def _check_directive(self, pl: MediaPlaylist) -> None:
+        if self.pending_directive is None:
+            return
+        msn, part = self.pending_directive
+        self.pending_directive = None
+        self.blocking_reloads += 1
+        done = (
+            pl.endlist
+            or pl.next_msn > msn
+            or (part is not None and pl.next_msn == msn and len(pl.open_parts) > part)
+        )
+        if not done:
+            what = f"_HLS_msn={msn}" + (f"&_HLS_part={part}" if part is not None else "")
+            self.problem(
+                f"blocking reload {what} was answered with a playlist that lacks it (up to MSN {pl.last_msn}, {len(pl.open_parts)} open parts)"
+            )
 
     def init_section(self, seg: Segment, url: str) -> str | None:
         """The EXT-X-MAP URL in force for this segment when it changed (to fetch)."""
@@ -393,6 +439,7 @@ class HlsAnalyser(Analyser):
             "discontinuities": self.discontinuities,
             "kbps": round(self.bytes * 8 / self.listed_s / 1000) if self.listed_s else 0,
             "tracks": "+".join(sorted(self.codecs)) or "-",
+            "blocking_reloads": self.blocking_reloads,
         }
         self.emit(
             "timeline: " + " ".join(f"{k}={v}" for k, v in self.summary.items()),
@@ -421,17 +468,19 @@ def hls_chunks(
 
         def gen() -> Iterator[bytes]:
             url = source
-            text = getter(url).decode("utf-8", "replace")
+            text = getter(url, 10.0).decode("utf-8", "replace")
             if is_master_playlist(text):
                 url = analyser.choose_variant(url, text)
-                text = getter(url).decode("utf-8", "replace")
+                text = getter(url, 10.0).decode("utf-8", "replace")
+            fresh: str | None = text
             while True:
-                for msn, seg, seg_url in analyser.on_playlist(url, text):
+                todo = analyser.on_playlist(url, fresh) if fresh is not None else []
+                for msn, seg, seg_url in todo:
                     init = analyser.init_section(seg, url)
                     try:
                         if init is not None:
-                            analyser.on_init(init, getter(init))
-                        data = getter(seg_url)
+                            analyser.on_init(init, getter(init, 10.0))
+                        data = getter(seg_url, 10.0)
                     except OSError as exc:
                         analyser.on_missing(msn, seg, seg_url, str(exc))
                     else:
@@ -439,16 +488,24 @@ def hls_chunks(
                     yield b""
                     if time.monotonic() >= deadline:
                         return
-                delay = analyser.reload_delay()
-                if delay is None:
+                step = analyser.next_reload(url)
+                if step is None:
                     return
+                reload_url, delay = step
                 wake = time.monotonic() + delay
                 while (now := time.monotonic()) < wake:
                     if now >= deadline:
                         return
                     time.sleep(min(0.1, wake - now))
                     yield b""
-                text = getter(url).decode("utf-8", "replace")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                try:
+                    fresh = getter(reload_url, min(10.0, left)).decode("utf-8", "replace")
+                except OSError as exc:  # a live server may fail one reload: note it, go on
+                    analyser.reload_failed(reload_url, str(exc))
+                    fresh = None
 
         return gen()
 
