@@ -46,6 +46,13 @@ KIND_OF_TYPE = {ck.AUDIO: "audio", ck.VIDEO: "video", ck.DATA_AMF0: "data", ck.D
 TYPE_OF_KIND = {"audio": ck.AUDIO, "video": ck.VIDEO, "data": ck.DATA_AMF0}
 
 
+def _as_int(value: Any, default: int) -> int:
+    """An AMF number as a stream id; NaN, infinities and non-numbers give ``default``."""
+    if isinstance(value, float) and value == value and abs(value) < 2**32:
+        return int(value)
+    return default
+
+
 def prepare_media(
     kind: str, stream_id: int, timestamp: int, body: bytes | memoryview, chunk_size: int
 ) -> bytes:
@@ -307,7 +314,7 @@ class RtmpServerConnection(RtmpConnection):
                 start = args[2] if len(args) > 2 and isinstance(args[2], float) else -2.0
                 events.append(Play(stream_id, base, query, raw, start))
         elif name == "deleteStream":
-            sid = int(arg) if isinstance(arg, float) else stream_id
+            sid = _as_int(arg, stream_id)
             self.streams.discard(sid)
             events.append(DeleteStream(sid))
         elif name in ("closeStream", "FCUnpublish"):
@@ -325,8 +332,6 @@ class RtmpServerConnection(RtmpConnection):
                 self.send_command(
                     0, "_result", tid, None, None if name != "getStreamLength" else 0.0
                 )
-        elif name == "pause":
-            events.append(Command(stream_id, name, tid, args))
         else:
             events.append(Command(stream_id, name, tid, args))
 

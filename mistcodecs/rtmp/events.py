@@ -64,7 +64,7 @@ class DeleteStream(Event):
 
 @dataclass
 class CloseStream(Event):
-    """``closeStream``, ``FCUnpublish`` or a stream's ``pause`` stop: the stream stays allocated."""
+    """``closeStream`` or ``FCUnpublish``: the stream stays allocated."""
 
     stream_id: int
     reason: str = "closeStream"

@@ -339,3 +339,38 @@ async def test_rtmpdump_plays_from_our_server(relay: RelayServer, tmp_path: Path
     decoded = await asyncio.to_thread(pyav_decode, out)
     assert decoded["video"][0] == "h264" and decoded["video"][1] >= 40
     assert decoded["audio"][0] == "aac"
+
+
+amf_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+COMMANDS = ["connect", "createStream", "publish", "play", "deleteStream", "closeStream", "FCPublish",
+            "FCUnpublish", "releaseStream", "getStreamLength", "_checkbw", "pause", "seek", "x"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(COMMANDS), amf_values, st.lists(amf_values, max_size=4)),
+        max_size=5,
+    ),
+    st.integers(0, 3),
+)
+def test_fuzz_commands_with_any_arguments(
+    commands: list[tuple[str, object, list[object]]], stream_id: int
+) -> None:
+    client, server = _connected_pair()
+    for name, tid, args in commands:
+        client._send(3, 20, stream_id, 0, amf.encode_all(name, tid, *args))
+        _, events = pump(client, server)
+        for ev in events:
+            if isinstance(ev, Publish):
+                server.accept_publish(ev)
+            elif isinstance(ev, Play):
+                server.refuse_play(ev)
+        c_ev, _ = pump(client, server)
+        assert not of(c_ev, Error)
