@@ -9,9 +9,11 @@ and nesting depth is capped, a damaged file cannot make the walk hang.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from mistcodecs.errors import FormatError, Truncated
 
@@ -46,11 +48,9 @@ def buffer_reader(buf: bytes | bytearray | memoryview) -> ReadAt:
     return read_at
 
 
-def file_reader(fh: object) -> ReadAt:
-    """A ``read_at`` over a seekable binary file object."""
-    import os
-
-    fd = fh.fileno()  # type: ignore[attr-defined]
+def file_reader(fh: BinaryIO) -> ReadAt:
+    """A ``read_at`` over a binary file (``pread``: no shared seek position)."""
+    fd = fh.fileno()
 
     def read_at(offset: int, size: int) -> bytes:
         return os.pread(fd, size, offset)

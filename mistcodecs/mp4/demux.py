@@ -11,12 +11,12 @@ real edit's ``media_time`` is subtracted (the usual B-frame / AAC-priming shift)
 from __future__ import annotations
 
 import heapq
-import sys
+import os
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from mistcodecs.errors import FormatError, Truncated
 from mistcodecs.mp4 import tables
@@ -25,6 +25,7 @@ from mistcodecs.mp4.boxes import (
     BoxHeader,
     ReadAt,
     children,
+    file_reader,
     iter_boxes,
     payload,
     read_header,
@@ -32,6 +33,7 @@ from mistcodecs.mp4.boxes import (
 from mistcodecs.mp4.records import (
     TFHD_BASE_OFFSET,
     Elst,
+    Ftyp,
     Hdlr,
     Mdhd,
     Mvhd,
@@ -123,10 +125,8 @@ class Mp4Demuxer:
             elif header.type == "mdat":
                 self.mdats.append((header.payload_offset, header.end))
             elif header.type == "ftyp":
-                body = payload(read_at, header, 1 << 16)
-                self.brands = [
-                    body[i : i + 4].decode("latin-1") for i in range(0, len(body) - 3, 4) if i != 4
-                ]
+                ftyp = Ftyp.parse(payload(read_at, header, 1 << 16))
+                self.brands = [ftyp.major, *ftyp.compatible]
         if moov is None:
             raise FormatError("no moov box: not a playable MP4")
         self._parse_moov(moov)
@@ -502,20 +502,18 @@ def _swap_pcm(data: bytes, bits: int) -> bytes:
         return bytes(out)
     else:
         return data
-    if sys.byteorder == "little":
-        arr.byteswap()
+    arr.byteswap()  # little- to big-endian whatever the host order
     return arr.tobytes()
 
 
-def open_file(path: str) -> tuple[Mp4Demuxer, object]:
-    """Convenience: a demuxer over a file path (returns the open file too; close it)."""
-    import os
-
+def open_file(path: str) -> tuple[Mp4Demuxer, BinaryIO]:
+    """Convenience: a demuxer over a file path and the open file (the caller closes it)."""
     fh = open(path, "rb")  # noqa: SIM115 - caller owns it
-    size = os.fstat(fh.fileno()).st_size
-    from mistcodecs.mp4.boxes import file_reader
-
-    return Mp4Demuxer(file_reader(fh), size), fh
+    try:
+        return Mp4Demuxer(file_reader(fh), os.fstat(fh.fileno()).st_size), fh
+    except BaseException:
+        fh.close()
+        raise
 
 
 __all__ = ["Mp4Demuxer", "Sample", "SampleTable", "open_file"]

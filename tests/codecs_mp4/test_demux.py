@@ -83,7 +83,7 @@ def test_demuxer_matches_ffprobe(media: dict[str, Path], name: str) -> None:
             payloads = [_swap16(d) for d in payloads]
         assert mine == payloads
     finally:
-        fh.close()  # type: ignore[attr-defined]
+        fh.close()
 
 
 def test_buffer_and_file_readers_agree(media: dict[str, Path]) -> None:
@@ -95,7 +95,7 @@ def test_buffer_and_file_readers_agree(media: dict[str, Path]) -> None:
         for meta in from_buffer.tracks():
             assert from_buffer.samples(meta.id) == from_file.samples(meta.id)
     finally:
-        fh.close()  # type: ignore[attr-defined]
+        fh.close()
 
 
 def test_seek_starts_at_keyframe(media: dict[str, Path]) -> None:

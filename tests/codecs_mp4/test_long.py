@@ -50,7 +50,7 @@ def test_one_hour_index_time(tmp_path: Path) -> None:
         header = muxer.header()
         laid_out = time.perf_counter() - started
     finally:
-        fh.close()  # type: ignore[attr-defined]
+        fh.close()
     samples = {t.id: len(index[t.id]) for t in tracks}
     print(json.dumps({"index_s": round(indexed, 3), "progressive_layout_s": round(laid_out, 3),
                       "samples": samples, "header_bytes": len(header), "file_bytes": hour.stat().st_size}))  # fmt: skip
