@@ -360,6 +360,7 @@ class StreamWriter:
         L.U64.pack_into(t.view, L.OFF_KEYS_END, k + 1)
         t.key_time, t.key_parts, t.key_size = dts, 0, 0
         t.lastms = dts
+        self._write_page_rec(t, t.pages_end - 1, L.PAGE_LOADED)
         if t.frags_end == t.frags_start or dts - t.frag_time >= self.fragment_ms:
             self._start_fragment(t, dts, k)
 
@@ -444,7 +445,7 @@ class StreamWriter:
     def _write_page_rec(self, t: _Track, n: int, state: int) -> None:
         L.PAGE.pack_into(
             t.view, t.pages_off + (n & t.pages_mask) * 64, t.page_first_key, t.page_first_part,
-            t.page_first_time, t.last_dts if t.last_dts is not None else t.page_first_time,
+            t.page_first_time, max(t.page_first_time, t.last_dts or 0),
             t.parts_end - t.page_first_part, t.keys_end - t.page_first_key, t.data_cap,
             t.data_pos, state,
         )  # fmt: skip

@@ -1,0 +1,54 @@
+"""``python -m bench <suite>|all [--quick] [--json]``: run benchmark suites.
+
+A suite is any module in ``bench/suites`` with ``run(quick: bool) -> dict``; new
+suites need no registration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+from typing import Any
+
+import click
+
+from . import suites
+
+
+def available() -> list[str]:
+    return sorted(
+        m.name for m in pkgutil.iter_modules(suites.__path__) if not m.name.startswith("_")
+    )
+
+
+def run_suite(name: str, quick: bool) -> dict[str, Any]:
+    mod = importlib.import_module(f"bench.suites.{name}")
+    result: dict[str, Any] = mod.run(quick)
+    return result
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--quick", is_flag=True, help="Shorter runs (less precise).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def main(suite: str, quick: bool, as_json: bool) -> None:
+    """Run SUITE (one of bench/suites, or 'all')."""
+    names = available()
+    if suite != "all" and suite not in names:
+        raise click.ClickException(f"unknown suite {suite!r}; have: {', '.join(names)}, all")
+    chosen = names if suite == "all" else [suite]
+    results = {name: run_suite(name, quick) for name in chosen}
+    out: dict[str, Any] = results if suite == "all" else results[suite]
+    if as_json:
+        sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    else:
+        for name, res in results.items():
+            click.echo(f"[{name}]")
+            for k, v in sorted(res.items()):
+                click.echo(f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
