@@ -352,7 +352,7 @@ COMMANDS = ["connect", "createStream", "publish", "play", "deleteStream", "close
             "FCUnpublish", "releaseStream", "getStreamLength", "_checkbw", "pause", "seek", "x"]  # fmt: skip
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from(COMMANDS), amf_values, st.lists(amf_values, max_size=4)),
