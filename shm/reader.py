@@ -372,7 +372,7 @@ class StreamReader:
         if main is None:
             return
         c = main.page.counters()
-        key = main.page.key(c[2] + 1 if c[3] - c[2] > 1 else c[2])
+        key = main.page.key(c[2])
         if main is self._main():
             self._position(key.time, main, key.first_part)
         else:

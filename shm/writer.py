@@ -135,6 +135,7 @@ class StreamWriter:
         self._tracks: dict[int, _Track] = {}
         self._gen = 0
         self._appends = 0
+        self._last_housekeeping = time.monotonic()
         self.last_viewer_time = time.monotonic()
         self.set_state(StreamState.INIT)
         self._metapage.publish(self.meta)
@@ -311,11 +312,12 @@ class StreamWriter:
         t.window_bytes += n
         self._wake()
         self._appends += 1
-        if not self._appends & 0xFFF:
+        if not self._appends & 0xFF and time.monotonic() - self._last_housekeeping > 1.0:
             self._housekeeping()
 
     def _housekeeping(self) -> None:
         """Free the slots of readers that died (their wake-up socket or pid is gone)."""
+        self._last_housekeeping = time.monotonic()
         dead = self._waker.dead
         self._waker.dead = []
         for i in dead:
