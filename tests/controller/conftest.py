@@ -174,10 +174,7 @@ def base_config(port: int, dummy_port: int | None = None, **extra: Any) -> dict[
     return cfg
 
 
-@pytest.fixture
-def mist_factory(tmp_path: Path) -> Iterator[Callable[..., Mist]]:
-    """Start controllers: ``mist_factory(config_dict_or_None, args=[...], start=True)``."""
-    made: list[Mist] = []
+def _factory(tmp_path: Path, made: list[Mist]) -> Callable[..., Mist]:
     bindir = tmp_path / "bin"
     make_programs(bindir)
 
@@ -203,8 +200,27 @@ def mist_factory(tmp_path: Path) -> Iterator[Callable[..., Mist]]:
             mist.start()
         return mist
 
-    yield factory
+    return factory
+
+
+def _stop_all(made: list[Mist]) -> None:
     for mist in made:
         if mist.proc is not None and mist.proc.poll() is None:
             with contextlib.suppress(AssertionError):
                 mist.stop()
+
+
+@pytest.fixture
+def mist_factory(tmp_path: Path) -> Iterator[Callable[..., Mist]]:
+    """Start controllers: ``mist_factory(config_dict_or_None, args=[...], start=True)``."""
+    made: list[Mist] = []
+    yield _factory(tmp_path, made)
+    _stop_all(made)
+
+
+@pytest.fixture(scope="module")
+def module_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Mist]]:
+    """As ``mist_factory`` but the controllers live for the whole test module."""
+    made: list[Mist] = []
+    yield _factory(tmp_path_factory.mktemp("mist"), made)
+    _stop_all(made)

@@ -7,7 +7,21 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tests.controller.conftest import base_config, free_port, post, wait_for
+import pytest
+
+from tests.controller.conftest import Mist, base_config, free_port, post, wait_for
+
+
+@pytest.fixture(scope="module")
+def shared(module_factory) -> Mist:
+    return module_factory(base_config(0))
+
+
+@pytest.fixture
+def api_mist(shared: Mist) -> Mist:
+    """The module's controller, reset to the base config."""
+    shared.api({"config_restore": base_config(0)}, "/api2")
+    return shared
 
 
 def _get(port: int, path: str) -> tuple[str, str]:
@@ -15,8 +29,8 @@ def _get(port: int, path: str) -> tuple[str, str]:
         return resp.read().decode(), resp.headers.get("Content-Type", "")
 
 
-def test_response_shapes_and_transport_variants(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_response_shapes_and_transport_variants(api_mist: Mist) -> None:
+    mist = api_mist
     full = mist.api({})
     assert full["LTS"] == 1
     assert full["authorize"] == {"status": "OK", "local": True}
@@ -46,8 +60,8 @@ def test_response_shapes_and_transport_variants(mist_factory) -> None:
     assert ctype.startswith("text/html") and "<html" in page
 
 
-def test_bogus_json_gets_an_error_and_the_server_keeps_serving(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_bogus_json_gets_an_error_and_the_server_keeps_serving(api_mist: Mist) -> None:
+    mist = api_mist
     for raw in (b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe", b"{" * 5000, b"null"):
         reply = post(mist.port, None, "/api", raw=raw)
         assert "error" in reply, raw
@@ -69,8 +83,8 @@ def test_bogus_json_gets_an_error_and_the_server_keeps_serving(mist_factory) -> 
     assert mist.proc.poll() is None
 
 
-def test_streams_commands(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_streams_commands(api_mist: Mist) -> None:
+    mist = api_mist
     reply = mist.api(
         {
             "addstream": {
@@ -107,8 +121,8 @@ def test_streams_commands(mist_factory) -> None:
     assert on_disk["custom_top_level"] == {"kept": True}
 
 
-def test_protocol_commands_and_config(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_protocol_commands_and_config(api_mist: Mist) -> None:
+    mist = api_mist
     one = {"connector": "Dummy", "port": free_port(), "greeting": "a"}
     two = {"connector": "Missing", "port": 1}
     reply = mist.api({"addprotocol": [one, two]})
@@ -134,8 +148,8 @@ def test_protocol_commands_and_config(mist_factory) -> None:
     assert json.loads(mist.config.read_text())["config"]["protocols"] == []
 
 
-def test_backup_restore_save_ui_settings(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_backup_restore_save_ui_settings(api_mist: Mist) -> None:
+    mist = api_mist
     backup = mist.api({"config_backup": True}, "/api2")["config_backup"]
     assert backup["streams"]["live"]["source"] == "push://"
     assert backup["custom_top_level"] == {"kept": True}
@@ -149,8 +163,8 @@ def test_backup_restore_save_ui_settings(mist_factory) -> None:
     assert mist.config.with_name("config.json.bak").exists()
 
 
-def test_capabilities_log_load_version_active_streams(mist_factory) -> None:
-    mist = mist_factory(base_config(0))
+def test_capabilities_log_load_version_active_streams(api_mist: Mist) -> None:
+    mist = api_mist
     capa = wait_for(
         lambda: (
             (c := mist.api({"capabilities": True}, "/api2")["capabilities"])["connectors"].get(
@@ -178,12 +192,13 @@ def test_capabilities_log_load_version_active_streams(mist_factory) -> None:
     )
 
 
-def test_browse_is_confined(mist_factory, tmp_path: Path) -> None:
+def test_browse_is_confined(api_mist: Mist, tmp_path: Path) -> None:
     media = tmp_path / "media"
     (media / "sub").mkdir(parents=True)
     (media / "clip.mp4").write_bytes(b"x")
     (media / "escape").symlink_to("/etc")
-    mist = mist_factory(base_config(0, browse_roots=[str(media)]))
+    mist = api_mist
+    mist.api({"config_restore": base_config(0, browse_roots=[str(media)])}, "/api2")
     listing = mist.api({"browse": ""}, "/api2")["browse"]
     assert listing == {
         "path": [str(media)],

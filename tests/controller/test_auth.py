@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.auth import Authenticator, RateLimiter, challenge_for, expected_password
-from tests.controller.conftest import base_config
+from tests.controller.conftest import Mist, base_config
 
 PROXIED = {"X-Forwarded-For": "203.0.113.9"}
 
@@ -34,6 +34,14 @@ def with_account(user: str = "admin", password: str = "s3cret") -> dict:
     cfg = base_config(0)
     cfg["account"] = {user: {"password": md5(password)}}
     return cfg
+
+
+@pytest.fixture(scope="module")
+def shared(module_factory) -> Mist:
+    """One controller with two accounts; fewer than 5 failed logins happen on it in total."""
+    cfg = with_account()
+    cfg["account"]["docs"] = {"password": md5("pass word")}
+    return module_factory(cfg)
 
 
 def test_challenge_formula_unit() -> None:
@@ -73,8 +81,8 @@ def test_rate_limiter_unit() -> None:
     ).authorized
 
 
-def test_proxied_login_flow(mist_factory) -> None:
-    mist = mist_factory(with_account())
+def test_proxied_login_flow(shared: Mist) -> None:
+    mist = shared
     first = mist.api({"streams": True}, headers=PROXIED)
     assert set(first) == {"authorize"}
     assert first["authorize"]["status"] == "CHALL"
@@ -103,8 +111,8 @@ def test_proxied_login_flow(mist_factory) -> None:
     assert any(line[1] == "AUTH" and "admin" in line[2] for line in log)
 
 
-def test_keepalive_connection_stays_authorized_until_logout(mist_factory) -> None:
-    mist = mist_factory(with_account())
+def test_keepalive_connection_stays_authorized_until_logout(shared: Mist) -> None:
+    mist = shared
     conn = http.client.HTTPConnection("127.0.0.1", mist.port, timeout=10)
 
     def call(obj: dict) -> dict:
@@ -144,8 +152,8 @@ def test_noacc_then_account_creation(mist_factory) -> None:
     assert "evil" not in json.loads(mist.config.read_text())["account"]
 
 
-def test_authorization_header_form(mist_factory) -> None:
-    mist = mist_factory(with_account())
+def test_authorization_header_form(shared: Mist) -> None:
+    mist = shared
     chall = mistserver_challenge("127.0.0.1")
     header = "json " + json.dumps({"username": "admin", "password": md5(md5("s3cret") + chall)})
     ok = mist.api({"version": True}, "/api2", headers={**PROXIED, "Authorization": header})
@@ -174,9 +182,9 @@ def test_failed_logins_are_rate_limited(mist_factory) -> None:
     assert mist.api({"version": 1}, "/api2")["version"]
 
 
-def test_documented_client_works_unchanged(mist_factory) -> None:
+def test_documented_client_works_unchanged(shared: Mist) -> None:
     """A client written from MistServer's docs (urllib + hashlib) logs in and edits streams."""
-    mist = mist_factory(with_account("docs", "pass word"))
+    mist = shared
     script = Path(__file__).with_name("mist_api_client.py")
     out = subprocess.run(
         [

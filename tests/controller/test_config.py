@@ -118,7 +118,7 @@ def _kill_loop(mist_factory, rounds: int) -> None:
 
 
 def test_config_survives_kill_9_short(mist_factory) -> None:
-    _kill_loop(mist_factory, 3)
+    _kill_loop(mist_factory, 2)
 
 
 @pytest.mark.slow
