@@ -13,7 +13,13 @@ from mistcodecs.errors import FormatError, Truncated
 from mistcodecs.mp4 import Mp4Demuxer, buffer_reader, iter_boxes, read_header
 from mistcodecs.mp4 import records as r
 from mistcodecs.mp4.boxes import box, full_box, payload
-from mistcodecs.mp4.sampleentry import build_esds, dops_to_opushead, opushead_to_dops, parse_esds
+from mistcodecs.mp4.sampleentry import (
+    SampleEntry,
+    build_esds,
+    dops_to_opushead,
+    opushead_to_dops,
+    parse_esds,
+)
 
 RECORDS = [
     r.Ftyp("iso6", 0, ["iso6", "cmfc"]),
@@ -157,3 +163,33 @@ def test_fuzz_mutated_file(media: dict[str, Path], data: st.DataObject) -> None:
 def test_full_box_helper() -> None:
     raw = full_box("mfhd", 0, 0, struct.pack(">I", 5))
     assert r.Mfhd.parse(raw[8:]).sequence_number == 5
+
+
+PARSERS = [
+    r.Mvhd.parse, r.Tkhd.parse, r.Mdhd.parse, r.Hdlr.parse, r.Elst.parse, r.Trex.parse, r.Mfhd.parse,
+    r.Tfhd.parse, r.Tfdt.parse, r.Trun.parse, r.Sidx.parse, r.Emsg.parse, r.Ftyp.parse,
+    SampleEntry.parse_stsd, parse_esds, dops_to_opushead,
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(PARSERS), st.binary(max_size=120))
+def test_fuzz_record_parsers(parser: object, body: bytes) -> None:
+    try:
+        parser(body)  # type: ignore[operator]
+    except FormatError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(
+        ["avc1", "hvc1", "av01", "vp09", "mp4a", "Opus", "ac-3", "fLaC", "sowt", "lpcm"]
+    ),
+    st.binary(max_size=160),
+)
+def test_fuzz_sample_entries(kind: str, body: bytes) -> None:
+    try:
+        SampleEntry.parse(kind, body)
+    except FormatError:
+        pass
