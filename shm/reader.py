@@ -315,7 +315,15 @@ class StreamReader:
                     continue
                 return None
             if empty is not None and self._meta.live and not self.closed:
-                lagging = [rt for rt in empty if rt.last_dts < best_dts <= rt.last_dts + GIVE_UP_MS]
+                # the silence is measured against the newest data of the track we would emit
+                newest = _I64_UNPACK(best.view, best.parts_off + ((best.end - 1) & best.mask) * 32)[
+                    0
+                ]
+                lagging = [
+                    rt
+                    for rt in empty
+                    if rt.last_dts < best_dts and newest - rt.last_dts <= GIVE_UP_MS
+                ]
                 if lagging:
                     self._waiting_on = lagging
                     return None
