@@ -138,7 +138,11 @@ class LiveFeed:
         except ValueError:
             return
         if not self.viewers and self.task is not None:
-            self.task.cancel()  # nobody watches: stop reading and muxing
+            # Nobody watches: stop reading and muxing. Forget the feed now so a viewer
+            # arriving before the task has unwound starts a fresh one.
+            self.ended = True
+            self.hub.forget(self)
+            self.task.cancel()
 
     # ---- the reading task ---------------------------------------------------------------
     def start(self) -> None:

@@ -50,7 +50,7 @@ class BadQuery(MediaError):
 class PlayOptions:
     """What a viewer asked for in the query string."""
 
-    start: int | None = None  # ms
+    start: int | None = None  # ms; negative: that far behind the live edge / the end
     stop: int | None = None  # ms
     selectors: dict[str, str] = field(default_factory=dict)  # key -> raw selector text
     buffer_ms: int | None = None  # ``buffer`` (seconds in MistServer) as ms
@@ -63,15 +63,15 @@ def parse_query(query: Mapping[str, str]) -> PlayOptions:
         if raw is None or raw == "":
             return None
         try:
-            value = int(float(raw))
+            return int(float(raw))
         except ValueError as exc:
             raise BadQuery(f"{name}={raw[:30]!r} is not a number of milliseconds") from exc
-        if value < 0:
-            raise BadQuery(f"{name} must not be negative")
-        return value
 
+    # A negative start counts back from the live edge (or the end of a VoD stream).
     start, stop = ms("start"), ms("stop")
-    if start is not None and stop is not None and stop < start:
+    if stop is not None and stop < 0:
+        raise BadQuery("stop must not be negative")
+    if start is not None and start >= 0 and stop is not None and stop < start:
         raise BadQuery(f"stop ({stop}) is before start ({start})")
     buffer_ms = None
     if query.get("buffer"):

@@ -103,7 +103,7 @@ class Response:
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}"]
         headers = dict(CORS_HEADERS)
         headers.update(self.headers)
-        if self.stream is None:
+        if self.stream is None and self.status not in (204, 304):
             headers.setdefault("Content-Length", str(len(self.body)))
         sized = self.stream is None or "Content-Length" in headers
         headers["Connection"] = "keep-alive" if keep_alive and sized else "close"

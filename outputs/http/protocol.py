@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 WRITE_HIGH_WATER = 512 * 1024
 WRITE_LOW_WATER = 64 * 1024
+MAX_PIPELINED = 16  # parsed requests queued per connection before reading pauses
 
 
 class FlowListener(Protocol):
@@ -85,6 +86,8 @@ class HttpConnection(asyncio.Protocol):
         for req in requests:
             req.peer = self.peer
             self._queue.append(req)
+        if len(self._queue) >= MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()  # a client pipelining without reading waits
         if self._task is None:
             if self._queue:
                 self._start_next()
@@ -148,6 +151,8 @@ class HttpConnection(asyncio.Protocol):
     def _start_next(self) -> None:
         self._cancel_timer()
         req = self._queue.pop(0)
+        if len(self._queue) == MAX_PIPELINED - 1 and self.transport is not None:
+            self.transport.resume_reading()
         self._task = asyncio.get_running_loop().create_task(
             self._serve(req), name=f"http {req.target[:60]}"
         )

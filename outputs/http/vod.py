@@ -38,7 +38,12 @@ async def stream_packets(
     """Write header, packets from start to stop, trailer; return the bytes written."""
     ids = [t.id for t in tracks]
     reader.select(ids)
-    if opts.start is not None:
+    if opts.start is not None and opts.start < 0:
+        if live:
+            reader.seek_live(-opts.start)
+        else:
+            reader.seek(max(0, max(t.lastms for t in tracks) + opts.start))
+    elif opts.start is not None:
         reader.seek(opts.start)  # the main keyframe at or before start
     elif not live:
         reader.seek(0)
@@ -203,7 +208,8 @@ async def progressive_mp4(
         begin = None
         if opts.start is not None:
             reader.select([t.id for t in tracks])
-            begin = reader.seek(opts.start)
+            wanted = opts.start if opts.start >= 0 else max(t.lastms for t in tracks) + opts.start
+            begin = reader.seek(max(0, wanted))
         index: dict[int, _Index] = {}
         ends: dict[int, int] = {}
         for t in tracks:

@@ -61,6 +61,7 @@ def test_parse_query() -> None:
     )
     assert (o.start, o.stop, o.buffer_ms, o.token) == (1500, 4000, 2500, "abc")
     assert o.selectors == {"audio": "none"}
-    for bad in ({"start": "x"}, {"start": "-5"}, {"start": "10", "stop": "5"}, {"buffer": "q"}):
+    assert parse_query({"start": "-5000"}).start == -5000  # behind the live edge
+    for bad in ({"start": "x"}, {"stop": "-5"}, {"start": "10", "stop": "5"}, {"buffer": "q"}):
         with pytest.raises(BadQuery):
             parse_query(bad)

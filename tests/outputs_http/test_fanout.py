@@ -1,0 +1,141 @@
+"""The live fan-out engine in-process: real bus, real FLV muxer, viewers as byte recorders.
+
+A viewer here is the network edge only (what the transport would put on the wire);
+flow control is driven the way the transport drives it (``pause_writing`` /
+``resume_writing`` reach the viewer through ``conn.flow``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from mistcodecs.flv import iter_tags
+from outputs.fanout import FanoutHub, ViewerState
+from outputs.formats import REGISTRY
+from shm import StreamReader, StreamWriter
+from shm.model import StreamState
+
+from .conftest import Frame, Source, unique
+
+
+class Recorder:
+    """Collects what the fan-out writes to one viewer."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.flow: Any = None
+        self.closed = False
+        self.writing_paused = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def _video_tags(data: bytes | bytearray, pos: int | None = None) -> list[tuple[int, bool]]:
+    """(timestamp, keyframe) of the coded video frames in FLV bytes (tags from ``pos``)."""
+    out = []
+    for tag in iter_tags(bytes(data), pos):
+        body = bytes(tag.body)
+        if tag.type == 9 and body[1] == 1:
+            out.append((tag.timestamp, body[0] >> 4 == 1))
+    return out
+
+
+async def test_join_skip_and_rejoin_at_keyframe(source: Source) -> None:
+    name = unique("fan")
+    writer = StreamWriter(name, live=True)
+    for t in source.tracks:
+        writer.add_track(t)
+    writer.set_state(StreamState.READY)
+    frames = source.frames
+    pos = 0
+
+    def publish_until(ms: int) -> None:
+        nonlocal pos
+        while pos < len(frames) and frames[pos].dts <= ms:
+            f: Frame = frames[pos]
+            writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
+            pos += 1
+
+    hub = FanoutHub(StreamReader)
+    spec = REGISTRY.formats["flv"]
+    try:
+        publish_until(1500)  # one GOP and a half on the bus before anyone watches
+        a, b = Recorder(), Recorder()
+        feed = hub.feed(name, spec, source.tracks)
+        va = feed.join(a)
+        publish_until(2500)
+        await _until(lambda: bool(_video_tags(a.data)) and _video_tags(a.data)[-1][0] >= 2400)
+        # A joined at the newest keyframe (1000 ms): header + GOP log, then live.
+        tags_a = _video_tags(a.data)
+        assert tags_a[0] == (1000, True)
+        vb = feed.join(b)
+        tags_b = _video_tags(b.data)
+        assert tags_b[0] == (2000, True)  # B joins at the newest keyframe, 2000 ms
+        assert hub.feed(name, spec, source.tracks) is feed  # one feed per stream+format+tracks
+        # A becomes slow: the transport pauses it; media flows on to B only.
+        va.on_pause()
+        assert va.state is ViewerState.SKIPPING
+        cut = len(a.data)
+        publish_until(3500)
+        await _until(lambda: _video_tags(b.data)[-1][0] >= 3400)
+        assert len(a.data) == cut
+        # Drained but mid-GOP: A waits for the next keyframe (4000 ms), then continues.
+        va.on_resume()
+        assert va.state is ViewerState.WAIT_KEY
+        publish_until(3900)
+        await _until(lambda: _video_tags(b.data)[-1][0] >= 3800)
+        assert len(a.data) == cut
+        publish_until(4600)
+        await _until(lambda: _video_tags(a.data)[-1][0] >= 4500)
+        assert va.state is ViewerState.LIVE and va.skipped > 0
+        resumed = _video_tags(a.data[cut:], 0)
+        assert resumed[0] == (4000, True)
+        # From 4000 ms on, A and B got exactly the same bytes.
+        tail_a = bytes(a.data[cut:])
+        assert bytes(b.data).endswith(tail_a)
+        # The last viewer leaving stops the feed.
+        feed.leave(va)
+        feed.leave(vb)
+        assert feed.task is not None
+        await asyncio.wait({feed.task}, timeout=5)
+        assert feed.task.cancelled()
+        assert name not in {k.stream for k in hub.feeds}
+    finally:
+        await hub.close()
+        writer.close()
+
+
+async def test_stream_end_closes_viewers(source: Source) -> None:
+    name = unique("fanend")
+    writer = StreamWriter(name, live=True)
+    for t in source.tracks:
+        writer.add_track(t)
+    writer.set_state(StreamState.READY)
+    for f in source.frames[:100]:
+        writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
+    hub = FanoutHub(StreamReader)
+    try:
+        viewer = Recorder()
+        watch = asyncio.ensure_future(
+            hub.watch(viewer, name, REGISTRY.formats["flv"], source.tracks)
+        )
+        await _until(lambda: len(viewer.data) > 0)
+        writer.close()
+        await asyncio.wait_for(watch, 5)
+        assert viewer.closed
+    finally:
+        await hub.close()
+        writer.close()
