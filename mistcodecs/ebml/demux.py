@@ -349,9 +349,11 @@ class EbmlDemuxer:
                 )
             self.timestamp_scale = scale
         if s.DURATION in f:
-            self.duration_ms = round(
-                float(self._leaf(body, f[s.DURATION][0], base)) * self.timestamp_scale / 1e6
-            )
+            hdr = f[s.DURATION][0]
+            ms = float(self._leaf(body, hdr, base)) * self.timestamp_scale / 1e6
+            if not 0 <= ms < 2**53:
+                raise FormatError(f"Duration {ms} ms at byte {hdr.offset}")
+            self.duration_ms = round(ms)
 
     # -- tracks ---------------------------------------------------------------
 
@@ -406,7 +408,10 @@ class EbmlDemuxer:
                 meta.width = int(sget(s.PIXEL_WIDTH, 0))
                 meta.height = int(sget(s.PIXEL_HEIGHT, 0))
             else:
-                meta.rate = round(sget(s.SAMPLING_FREQUENCY, 8000.0))
+                rate = sget(s.SAMPLING_FREQUENCY, 8000.0)
+                if not 0 < rate < 2**32:
+                    raise FormatError(f"SamplingFrequency {rate} in track {number}")
+                meta.rate = round(rate)
                 meta.channels = int(sget(s.CHANNELS, 1))
                 meta.size = int(sget(s.BIT_DEPTH, 0))
         if meta.codec == "AAC" and not meta.init:

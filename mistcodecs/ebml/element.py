@@ -8,6 +8,7 @@ buffer so that errors can say where in the file they happened.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -132,11 +133,12 @@ def decode_value(
     if etype is ElementType.FLOAT:
         if n == 0:
             return 0.0
-        if n == 4:
-            return float(struct.unpack(">f", data)[0])
-        if n == 8:
-            return float(struct.unpack(">d", data)[0])
-        raise FormatError(f"EBML float of {n} bytes at byte {where}")
+        if n not in (4, 8):
+            raise FormatError(f"EBML float of {n} bytes at byte {where}")
+        value = float(struct.unpack(">f" if n == 4 else ">d", data)[0])
+        if not math.isfinite(value):
+            raise FormatError(f"EBML float {value} at byte {where}")
+        return value
     if etype is ElementType.DATE:
         if n not in (0, 8):
             raise FormatError(f"EBML date of {n} bytes at byte {where}")
