@@ -51,6 +51,9 @@ class Mp4ProgressiveMuxer:
         chunk_ms: int = 500,
         end_ms: Mapping[int, int] | None = None,
     ) -> None:
+        """``index`` maps track id to its samples (ms). ``end_ms`` is, per track, where
+        its presentation ends (last pts + one frame); by default it is worked out from
+        the samples, repeating the last sample duration."""
         self.tracks = [t for t in tracks if len(index[t.id].dts)]
         self.index = index
         self.end_ms = dict(end_ms or {})
@@ -121,12 +124,12 @@ class Mp4ProgressiveMuxer:
             n = len(idx.dts)
             dts = idx.dts
             deltas = [dts[i + 1] - dts[i] for i in range(n - 1)]
+            last_pts = max(d + o for d, o in zip(dts, idx.offset, strict=True))
             end = self.end_ms.get(track.id)
-            last = (
-                end - dts[-1]
-                if end is not None and end > dts[-1]
-                else (deltas[-1] if deltas else 40)
-            )
+            if deltas:
+                last = deltas[-1]  # the usual guess; the edit list says where it ends
+            else:
+                last = end - last_pts if end is not None and end > last_pts else 40
             deltas.append(last)
             duration = dts[-1] + last - dts[0]
             mine = [(i, c) for i, c in enumerate(chunks) if c[0] == track.id]
@@ -143,12 +146,13 @@ class Mp4ProgressiveMuxer:
             first_pts = min(dts[i] + idx.offset[i] for i in range(min(n, 16)))
             present = max(first_pts, 0)
             media_time = present - dts[0]
+            shown_until = end if end is not None and end > present else last_pts + last
             edits = []
             if present > 0:
                 edits.append(EditEntry(present, -1))
-            edits.append(EditEntry(duration, media_time))
-            edts = bytes(Elst(edits)) if present or media_time else b""
-            movie_duration = max(movie_duration, present + duration)
+            edits.append(EditEntry(max(0, shown_until - present), media_time))
+            edts = bytes(Elst(edits)) if present or media_time or end is not None else b""
+            movie_duration = max(movie_duration, shown_until)
             traks.append(trak_box(track, 1000, duration, b"".join(parts), edts))
         mvhd = Mvhd(1000, max(movie_duration, 0), max((t.id for t in self.tracks), default=0) + 1)
         return box("moov", bytes(mvhd), *traks)

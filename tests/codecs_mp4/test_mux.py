@@ -124,7 +124,11 @@ def test_progressive_muxer_round_trip_and_ranges(
     demux = _demux(media[name])
     tracks = demux.tracks()
     index = {t.id: demux.sample_table(t.id) for t in tracks}
-    ends = {t.id: index[t.id].dts[0] + index[t.id].duration_ms for t in tracks}
+    ends = {  # presentation end: last pts plus one frame, as outputs/http/vod.py passes it
+        t.id: max(d + o for d, o in zip(index[t.id].dts, index[t.id].offset, strict=True))
+        + (index[t.id].dts[-1] - index[t.id].dts[-2])
+        for t in tracks
+    }
     muxer = Mp4ProgressiveMuxer(tracks, index, end_ms=ends)
     header = muxer.header()
     assert header[4:8] == b"ftyp"
