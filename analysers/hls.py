@@ -116,6 +116,8 @@ def init_timescales(data: bytes) -> dict[int, int]:
         if tkhd is None or mdhd is None:
             raise FormatError(f"trak at byte {trak.offset} lacks tkhd or mdhd")
         body = payload(read, tkhd)
+        if len(body) < (24 if body[:1] == b"\x01" else 16):
+            raise FormatError(f"tkhd at byte {tkhd.offset} is too short ({len(body)} bytes)")
         track_id = int.from_bytes(body[12:16] if body[0] == 0 else body[20:24], "big")
         scales[track_id] = Mdhd.parse(payload(read, mdhd)).timescale
     return scales
