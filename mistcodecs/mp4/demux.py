@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from mistcodecs.errors import FormatError, Truncated
 from mistcodecs.mp4 import tables
@@ -82,6 +82,48 @@ class SampleTable:
 
     def __iter__(self) -> Iterator[Sample]:
         return (self[i] for i in range(len(self.dts)))
+
+    def to_record(self) -> dict[str, Any]:
+        """Compact msgpack-friendly form for an index cache (native byte order)."""
+        return {
+            "track_id": self.track_id,
+            "dts": self.dts.tobytes(),
+            "offset": self.offset.tobytes(),
+            "size": self.size.tobytes(),
+            "keyframe": bytes(self.keyframe),
+            "pos": self.pos.tobytes(),
+            "duration_ms": self.duration_ms,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> SampleTable:
+        columns = {}
+        try:
+            for name in ("dts", "offset", "size", "pos"):
+                columns[name] = array("q")
+                columns[name].frombytes(rec[name])
+            table = cls(
+                int(rec["track_id"]),
+                keyframe=bytearray(rec["keyframe"]),
+                duration_ms=int(rec["duration_ms"]),
+                **columns,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"bad cached sample table: {exc}") from exc
+        if (
+            len(
+                {
+                    len(table.dts),
+                    len(table.offset),
+                    len(table.size),
+                    len(table.pos),
+                    len(table.keyframe),
+                }
+            )
+            != 1
+        ):
+            raise FormatError("bad cached sample table: columns differ in length")
+        return table
 
 
 @dataclass

@@ -123,3 +123,22 @@ def test_truncated_file_drops_missing_samples(media: dict[str, Path]) -> None:
     assert any("truncated" in w or "past the end" in w for w in demux.warnings)
     for p in demux.packets():
         assert len(p.data) > 0
+
+
+def test_sample_table_cache_record(media: dict[str, Path]) -> None:
+    import msgpack
+
+    from mistcodecs.errors import FormatError
+    from mistcodecs.mp4 import SampleTable
+
+    data = media["h264_aac.mp4"].read_bytes()
+    demux = Mp4Demuxer(buffer_reader(data), len(data))
+    for meta in demux.tracks():
+        table = demux.sample_table(meta.id)
+        packed = msgpack.packb(table.to_record())
+        again = SampleTable.from_record(msgpack.unpackb(packed))
+        assert list(again) == list(table) and again.duration_ms == table.duration_ms
+    broken = table.to_record()
+    broken["size"] = broken["size"][:-8]
+    with pytest.raises(FormatError):
+        SampleTable.from_record(broken)
