@@ -3,6 +3,13 @@
 MP4 needs random access (moov may sit after the media), so input is spooled to a
 temporary file (memory first) and analysed once it has all arrived. Every problem is
 reported with its box path and byte offset; damage never escapes as a traceback.
+Local files are read in place.
+
+Detail (``-D``): 0 summary line only; 1 per-track timeline and A/V sync; 2 box tree
+with decoded fields (default); 3 deeper nesting; 5 trun sample sizes; 6 raw table
+heads; 10 every trun size. Checks: sample counts in stsz vs stts/ctts/stsc, stss
+range, chunk offsets inside the file and inside an mdat, trun data inside an mdat,
+sample payloads past the end of a truncated file.
 """
 
 from __future__ import annotations
