@@ -40,6 +40,10 @@ from mistcodecs.mp4.sampleentry import SampleEntry, dops_to_opushead, parse_esds
 
 SPOOL_IN_MEMORY = 64 * 1024 * 1024
 TABLES = {"stts", "ctts", "stss", "stsc", "stsz", "stz2", "stco", "co64"}
+DECODED = TABLES | {
+    "ftyp", "styp", "mvhd", "tkhd", "mdhd", "hdlr", "trex", "mfhd", "tfhd", "tfdt",
+    "elst", "trun", "sidx", "emsg", "stsd",
+}  # fmt: skip
 
 
 def _avcc(body: bytes) -> dict[str, Any]:
@@ -210,8 +214,8 @@ class Mp4Analyser(Analyser):
 
     def _decode(self, read_at: ReadAt, h: BoxHeader) -> dict[str, Any]:
         kind = h.type
-        if kind in ("mdat", "free", "skip") or kind in CONTAINERS:
-            return {}
+        if kind not in DECODED:
+            return {}  # never load bodies we do not decode (mdat, free, uuid, ...)
         body = payload(read_at, h)
         if kind in ("ftyp", "styp"):
             ftyp = records.Ftyp.parse(body, kind)
