@@ -158,15 +158,24 @@ class CapabilityCache:
         except OSError:
             pass
 
-    async def refresh(self, env: dict[str, str]) -> bool:
-        """Rediscover programs and run ``-j`` for new/changed ones; True if anything changed."""
+    async def refresh(
+        self, env: dict[str, str], on_cached: Callable[[], None] | None = None
+    ) -> bool:
+        """Rediscover programs and run ``-j`` for new/changed ones; True if anything changed.
+
+        ``on_cached`` is called once the programs are known and before any ``-j`` runs, so
+        the caller can start what the cached capabilities already describe.
+        """
         programs = await asyncio.to_thread(discover)
         changed = set(programs) != set(self.programs)
         self.programs = programs
-        for gone in [n for n in self.capa if n not in programs]:
+        for gone in [
+            n for n in self.capa if n not in programs or self._stamps.get(n) != programs[n].stamp
+        ]:
             del self.capa[gone]
-            self._stamps.pop(gone, None)
             changed = True
+        if changed and on_cached is not None:
+            on_cached()
         todo = [
             p
             for p in programs.values()
@@ -178,7 +187,7 @@ class CapabilityCache:
             for prog, capa in zip(todo, results, strict=True):
                 if capa is None:
                     self._failed[prog.name] = prog.stamp
-                    self.capa.pop(prog.name, None)
+                    self._stamps.pop(prog.name, None)
                     continue
                 self.capa[prog.name] = capa
                 self._stamps[prog.name] = prog.stamp

@@ -247,7 +247,7 @@ class Controller:
     async def _refresh_caps_loop(self) -> None:
         while True:
             try:
-                if await self.caps.refresh(self.base_env()):
+                if await self.caps.refresh(self.base_env(), self.wake.set):
                     names = ", ".join(sorted(self.caps.capa)) or "none"
                     self.logbook.emit("INFO", f"Capabilities updated: {names}")
                     self.wake.set()
