@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from mistcodecs.rtmp import (
     prepare_media,
 )
 from shm.model import Packet, TrackMeta
-from tests.codecs_flv.media import pyav_decode
+from tests.codecs_flv.media import pyav_decode, pyav_flv
 from tests.codecs_rtmp.server import RelayServer
 
 
@@ -374,3 +375,44 @@ def test_fuzz_commands_with_any_arguments(
                 server.refuse_play(ev)
         c_ev, _ = pump(client, server)
         assert not of(c_ev, Error)
+
+
+async def test_enhanced_rtmp_hevc_opus_through_our_server(
+    relay: RelayServer, tmp_path: Path
+) -> None:
+    """FFmpeg 8 (PyAV) publishes HEVC + Opus with enhanced RTMP FourCC tags; PyAV and
+    MistAnalyserRTMP play it back."""
+    src = await asyncio.to_thread(pyav_flv, tmp_path / "src.flv", "libx265", "libopus", 3.0)
+    url = f"rtmp://127.0.0.1:{relay.port}/live/hevc"
+    tool = [sys.executable, "-m", "tests.codecs_rtmp.pyav_rtmp"]
+    root = Path(__file__).parents[2]
+    push = await asyncio.create_subprocess_exec(*tool, "push", str(src), url, cwd=root)
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while relay.published.get("hevc", 0) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "publisher did not start"
+            await asyncio.sleep(0.05)
+        copied, rebuilt = tmp_path / "copied.flv", tmp_path / "rebuilt.flv"
+        play = await asyncio.create_subprocess_exec(*tool, "copy", url, str(copied), cwd=root)
+        analyser = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "analysers.rtmp", url, "-D", "1", "-R", str(rebuilt), "-T", "30",
+            cwd=root, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert await _wait(push, 30) == 0
+        assert await _wait(play, 30) == 0
+        stdout, _ = await asyncio.wait_for(analyser.communicate(), 30)
+    finally:
+        for proc in (push,):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert relay.errors == []
+    report = stdout.decode()
+    assert analyser.returncode == 0, report
+    assert "HEVC config" in report and "opus config" in report
+    for out in (copied, rebuilt):
+        decoded = await asyncio.to_thread(pyav_decode, out)
+        codec, count, pts = decoded["video"]
+        assert codec == "hevc" and 25 <= count <= 75
+        assert pts == sorted(pts)
+        assert decoded["audio"][0] == "opus" and decoded["audio"][1] > 40
