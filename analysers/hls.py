@@ -358,6 +358,10 @@ class HlsAnalyser(Analyser):
                 timing, problems = ts_timing(data)
             elif self.scales or data[4:8] in (b"styp", b"moof", b"sidx", b"emsg", b"prft"):
                 timing, problems = fmp4_timing(data, self.scales)
+            elif data.lstrip(b"\xef\xbb\xbf").startswith(b"WEBVTT"):
+                timing, problems = Timing(tracks="WebVTT"), []  # subtitle segment: no media clock
+            elif data[:3] == b"ID3":
+                timing, problems = Timing(tracks="packed-audio"), []  # RFC 8216 3.4, not timed here
             else:
                 timing, problems = (
                     Timing(),

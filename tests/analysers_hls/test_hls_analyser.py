@@ -265,3 +265,27 @@ def test_live_playlist_going_back_is_reported(
     code, lines = analyse(f"{base}/back.m3u8", "-T", "3")
     assert code == 1
     assert any("playlist lost segments: it ended at 1, now at 0" in p for p in problems(lines))
+
+
+def test_webvtt_subtitle_playlist(tmp_path: Path) -> None:
+    for i in range(2):
+        (tmp_path / f"sub{i}.vtt").write_text(
+            f"WEBVTT\n\n00:00:0{i * 2}.000 --> 00:00:0{i * 2 + 1}.500\nline {i}\n"
+        )
+    pl = MediaPlaylist(
+        segments=[Segment(2.0, f"sub{i}.vtt") for i in range(2)], endlist=True, playlist_type="VOD"
+    )
+    (tmp_path / "subs.m3u8").write_text(pl.render())
+    code, lines = analyse(tmp_path / "subs.m3u8")
+    assert code == 0, lines
+    assert "segments=2" in lines[-1] and "tracks=WebVTT" in lines[-1]
+
+
+@pytest.mark.slow
+def test_validate_paces_to_media_time(hls: Path) -> None:
+    import time
+
+    started = time.monotonic()
+    code, lines = analyse(hls / "ts" / "index.m3u8", "-V")
+    assert code == 0, lines
+    assert time.monotonic() - started >= 2.5  # 4 s of media, paced from the first segment on
