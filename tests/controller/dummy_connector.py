@@ -35,7 +35,10 @@ INPUT = Capabilities(
     kind="input",
     source_match=["dummy://*"],
     priority=9,
-    settings=[Setting("idle_exit", "Exit 0 after this many seconds (0 = never)", "uint", 0)],
+    settings=[
+        Setting("idle_exit", "Exit 0 after this many seconds (0 = never)", "uint", 0),
+        Setting("shm", "Publish the stream on the shared-memory bus", "bool", False),
+    ],
 )
 
 
@@ -63,13 +66,25 @@ async def serve_connector(
     await rt.close()
 
 
-async def run_input(stream: str, source: str, idle_exit: int) -> None:
+async def run_input(stream: str, source: str, idle_exit: int, shm: bool) -> None:
     rt = await runtime.start_async("MistInDummy", stream=stream)
     rt.log.info("reading %s", source)
+    writer = None
+    if shm:
+        from shm import StreamWriter
+        from shm.model import StreamState, TrackMeta
+
+        writer = StreamWriter(stream, source=source)
+        track = writer.add_track(TrackMeta(id=1, type="meta", codec="JSON"))
+        for i in range(5):
+            writer.append(track, i * 100, 0, True, b'{"n": %d}' % i)
+        writer.set_state(StreamState.READY)
     try:
         await asyncio.wait_for(rt.wait_stopped(), idle_exit or None)
     except TimeoutError:
         rt.log.info("idle; exiting")
+    if writer is not None:
+        writer.close()
     await rt.close()
 
 
@@ -85,8 +100,8 @@ def connector_main(
 @INPUT.click_options()
 @click.option("-s", "--stream", required=True)
 @click.argument("source")
-def input_main(debug: int | None, idle_exit: int, stream: str, source: str) -> None:
-    asyncio.run(run_input(stream, source, idle_exit))
+def input_main(debug: int | None, idle_exit: int, shm: bool, stream: str, source: str) -> None:
+    asyncio.run(run_input(stream, source, idle_exit, shm))
 
 
 if __name__ == "__main__":

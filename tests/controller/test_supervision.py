@@ -192,3 +192,36 @@ def test_inputs_on_demand_always_on_and_idle_exit(mist_factory) -> None:
     wait_for(lambda: gone(pid), 8, what="input of a deleted stream stopped")
     assert mist.stop() == 0
     wait_for(lambda: gone(keep_pid), 5, what="inputs gone")
+
+
+def test_shared_memory_of_dead_inputs_is_cleaned(mist_factory) -> None:
+    from shm.cleanup import stream_page_names
+
+    stream = f"tshm{os.getpid()}"
+    cfg = base_config(0)
+    cfg["streams"] = {stream: {"name": stream, "source": "dummy://shm", "shm": True}}
+    mist = mist_factory(cfg)
+    wait_for(
+        lambda: mist.api({"capabilities": 1}, "/api2")["capabilities"]["inputs"].get("Dummy"),
+        15,
+        what="capabilities",
+    )
+    assert mist.udp({"ensure_input": stream})["ensure_input"]["status"] == "started"
+    wait_for(
+        lambda: mist.api({"streams": 1}, "/api2")["streams"][stream]["online"] == 1,
+        10,
+        what="stream online",
+    )
+    pages = stream_page_names(stream)
+    assert pages
+    info = mist.api({"active_streams": {"fields": ["status", "pid"], "longform": True}}, "/api2")[
+        "active_streams"
+    ]
+    assert info["data"][stream]["status"] == "Online"
+    os.kill(info["data"][stream]["pid"], signal.SIGKILL)
+    wait_for(lambda: not stream_page_names(stream), 5, what="pages of the killed input removed")
+    # a clean shutdown leaves nothing either
+    assert mist.udp({"ensure_input": stream})["ensure_input"]["status"] == "started"
+    wait_for(lambda: stream_page_names(stream), 10, what="pages again")
+    assert mist.stop() == 0
+    assert not stream_page_names(stream)
