@@ -164,6 +164,7 @@ class EbmlDemuxer:
         self._skip_end = 0  # absolute end of an element being skipped
         self._stack: list[tuple[int, int | None]] = []  # (id, absolute end or None)
         self._cluster_ts = 0
+        self._segment_end: int | None = None
         self._done = False
         self._out: list[TrackMeta | Packet] = []
 
@@ -196,6 +197,25 @@ class EbmlDemuxer:
             self._out = out  # keep them for a caller that catches the error
             where = self._pos
             raise Truncated(f"EBML data ends inside an element at byte {where}")
+        return out
+
+    def seek(self, cluster_pos: int) -> list[TrackMeta | Packet]:
+        """Continue from the Cluster at absolute offset ``cluster_pos`` (from :attr:`cues`
+        or :attr:`positions`): the caller then feeds file bytes from there. Held-back
+        frames are returned first; the tracks stay as they were."""
+        if self.segment_data_offset is None:
+            raise FormatError("cannot seek before the Segment and Tracks were read")
+        for track in self._tracks.values():
+            self._flush(track)
+        out, self._out = self._out, []
+        self._buf.clear()
+        self._base = self._pos = self._skip_end = cluster_pos
+        self._stack = [(s.SEGMENT, self._segment_end)]
+        self._cluster_ts = 0
+        self._done = False
+        for track in self._tracks.values():
+            track.last_dts = None
+            track.heap.clear()
         return out
 
     def reload(self, ref: BlockPos, element: bytes) -> Packet:
@@ -259,6 +279,7 @@ class EbmlDemuxer:
                 self._pos = hdr.data_offset
                 if hdr.id == s.SEGMENT:
                     self.segment_data_offset = hdr.data_offset
+                    self._segment_end = hdr.end
                 elif hdr.id == s.CLUSTER:
                     self._cluster_ts = 0
                 continue

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,7 +189,7 @@ def probe_packets(path: Path) -> list[ProbePacket]:
     return out
 
 
-def probe_streams(path: Path) -> list[dict[str, object]]:
+def probe_streams(path: Path) -> list[dict[str, Any]]:
     cmd = [FFPROBE, "-v", "error", "-show_streams", "-of", "json", path.as_posix()]
     return list(
         json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)[

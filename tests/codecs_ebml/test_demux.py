@@ -38,14 +38,14 @@ def check_against_ffprobe(path: Path, events: list[TrackMeta | Packet]) -> None:
     probed = probe_packets(path)
     assert len(tracks) == len(streams)
     for t, st in zip(tracks, streams, strict=True):
-        idx = int(st["index"])  # type: ignore[call-overload]
+        idx = int(st["index"])
         if t.codec in FFPROBE_CODEC:
             assert st["codec_name"] == FFPROBE_CODEC[t.codec]
         if t.type == "video":
             assert (t.width, t.height) == (st["width"], st["height"])
             assert t.fpks == 25000
         if t.type == "audio":
-            assert t.rate == int(st["sample_rate"])  # type: ignore[call-overload]
+            assert t.rate == int(st["sample_rate"])
             assert t.channels == st["channels"]
         mine = packets[t.id]
         theirs = [p for p in probed if p.stream == idx]
@@ -165,3 +165,25 @@ def test_subtitles(tmp_path: Path, fmt: str) -> None:
     assert [p.pts for p in packets[subs[0].id]] == [200, 1000]
     probed = [p for p in probe_packets(path) if p.stream == 1]
     assert [round(p.pts_ms or 0) for p in probed] == [200, 1000]
+
+
+def test_seek_to_cue(ebml_media: dict[str, Path]) -> None:
+    data = ebml_media["h264_aac"].read_bytes()
+    d, events = demux(data)
+    full = [e for e in events if isinstance(e, Packet)]
+    cue = d.cues[2]
+    d2 = EbmlDemuxer()
+    head = d2.feed(data[: d.cues[0].cluster_pos])  # header, Info, Tracks
+    assert [t.codec for t in head if isinstance(t, TrackMeta)] == ["H264", "AAC"]
+    d2.seek(cue.cluster_pos)
+    tail = [e for e in d2.feed(data[cue.cluster_pos :]) + d2.end() if isinstance(e, Packet)]
+    first = next(p for p in tail if p.track == cue.track)  # video is held back for dts
+    assert first.track == cue.track and first.keyframe and first.pts == cue.time_ms
+    for tid in (1, 2):
+        mine = [(p.pts, bytes(p.data)) for p in tail if p.track == tid]
+        ref = [(p.pts, bytes(p.data)) for p in full if p.track == tid]
+        assert mine == ref[len(ref) - len(mine) :] and len(mine) < len(ref)
+    video = [p for p in tail if p.track == 1]
+    assert [p.dts for p in video] == sorted(p.dts for p in video) and min(
+        p.offset for p in video
+    ) >= 0

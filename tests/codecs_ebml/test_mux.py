@@ -145,3 +145,13 @@ def test_webm_codec_rules() -> None:
     m.header()
     with pytest.raises(UsageError):
         m.packet(Packet(9, 0, 0, True, b"x"))
+
+
+def test_av1_round_trip(av1_file: Path, tmp_path: Path) -> None:
+    events = demux(av1_file.read_bytes())
+    out = tmp_path / "av1.webm"
+    out.write_bytes(mux(events, webm=True))
+    assert count_frames(out) == count_frames(av1_file)
+    assert [bytes(p.data) for p in demux(out.read_bytes()) if isinstance(p, Packet)] == [
+        bytes(p.data) for p in events if isinstance(p, Packet)
+    ]
