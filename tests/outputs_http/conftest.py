@@ -64,19 +64,26 @@ def _ms(value: int, tb: Fraction) -> int:
     return round(value * tb * 1000)
 
 
-@pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
-    path = tmp_path_factory.mktemp("media") / "src.mp4"
+H264_AAC = [
+    "-c:v", "libx264", "-preset", "veryfast", "-g", str(GOP), "-keyint_min", str(GOP),
+    "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2",
+]  # fmt: skip
+VP9_OPUS = [
+    "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", str(GOP),
+    "-keyint_min", str(GOP), "-b:v", "300k", "-pix_fmt", "yuv420p",
+    "-c:a", "libopus", "-b:a", "48k", "-ac", "2",
+]  # fmt: skip
+CODEC_NAMES = {"h264": "H264", "vp9": "VP9", "aac": "AAC", "opus": "opus"}
+
+
+def make_source(path: Path, codec_args: list[str]) -> Source:
+    """Encode a test clip with ffmpeg and demux it with PyAV into the media model."""
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-            "-t", str(DURATION_S),
-            "-c:v", "libx264", "-preset", "veryfast", "-g", str(GOP), "-keyint_min", str(GOP),
-            "-bf", "2", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-ac", "2",
-            str(path),
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+            "-t", str(DURATION_S), *codec_args, str(path),
         ],
         check=True,
     )  # fmt: skip
@@ -84,13 +91,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     frames: list[Frame] = []
     with av.open(str(path)) as c:
         vs, as_ = c.streams.video[0], c.streams.audio[0]
+        vcc, acc = vs.codec_context, as_.codec_context
         tracks.append(
-            TrackMeta(1, "video", "H264", init=bytes(vs.codec_context.extradata or b""),
-                      width=vs.codec_context.width, height=vs.codec_context.height, fpks=FPS * 1000)
+            TrackMeta(1, "video", CODEC_NAMES[vcc.name], init=bytes(vcc.extradata or b""),
+                      width=vcc.width, height=vcc.height, fpks=FPS * 1000)
         )  # fmt: skip
         tracks.append(
-            TrackMeta(2, "audio", "AAC", init=bytes(as_.codec_context.extradata or b""),
-                      rate=as_.codec_context.sample_rate, channels=2, size=16)
+            TrackMeta(2, "audio", CODEC_NAMES[acc.name], init=bytes(acc.extradata or b""),
+                      rate=acc.sample_rate, channels=2, size=16)
         )  # fmt: skip
         for pkt in c.demux(vs, as_):
             if pkt.size == 0 or pkt.dts is None:
@@ -106,6 +114,18 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
         f.dts -= base
     frames.sort(key=lambda f: (f.dts, f.track))
     return Source(path, tracks, frames)
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """H264 (B-frames) + AAC, 6 s."""
+    return make_source(tmp_path_factory.mktemp("media") / "src.mp4", H264_AAC)
+
+
+@pytest.fixture(scope="session")
+def webm_source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    """VP9 + Opus, 6 s."""
+    return make_source(tmp_path_factory.mktemp("media") / "src.webm", VP9_OPUS)
 
 
 def unique(prefix: str) -> str:
@@ -171,6 +191,16 @@ class LivePublisher:
 def vod_stream(source: Source) -> Iterator[str]:
     name = unique("vod")
     w = publish_vod(name, source)
+    try:
+        yield name
+    finally:
+        w.close()
+
+
+@pytest.fixture
+def webm_vod_stream(webm_source: Source) -> Iterator[str]:
+    name = unique("webm")
+    w = publish_vod(name, webm_source)
     try:
         yield name
     finally:

@@ -129,7 +129,7 @@ def test_json_info(server: Server, vod_stream: str, source: Source) -> None:
     assert a["codecstring"] == "mp4a.40.2"
     assert v["init"].encode("latin-1") == source.video.init
     assert (v["width"], v["height"], v["fps"]) == (320, 240, FPS)
-    assert (a["rate"], a["channels"]) == (44100, 2)
+    assert (a["rate"], a["channels"]) == (48000, 2)
     assert v["lastms"] >= 5800 and a["bps"] > 0
     types = [s["type"] for s in info["source"]]
     assert "html5/video/mp4" in types and "flash/7" in types and "html5/video/mpeg" in types
@@ -166,3 +166,28 @@ def test_errors_and_cors(server: Server, vod_stream: str) -> None:
     assert status == 200 and b"allow-access-from" in body
     status, headers, body = server.get(f"/{vod_stream}.html")
     assert status == 200 and vod_stream.encode() in body and b"<video" in body
+
+
+@pytest.mark.parametrize("ext", ["webm", "mkv"])
+def test_vp9_opus_formats(
+    server: Server, webm_vod_stream: str, webm_source: Source, tmp_path: Path, ext: str
+) -> None:
+    got = decode(_fetch(server, f"/{webm_vod_stream}.{ext}", tmp_path, f"out.{ext}"))
+    video = webm_source.of(webm_source.video.id)
+    assert got.errors == 0
+    assert got.video_frames == len(video)
+    assert got.video_keys == sum(f.keyframe for f in video)
+    assert abs(got.audio_frames - len(webm_source.of(webm_source.audio.id))) <= 1
+    have, want = _rel(got.video_pts), _rel([f.dts + f.offset for f in video])
+    assert max(abs(a - b) for a, b in zip(want, have, strict=True)) <= FRAME_MS
+    status, _, body = server.get(f"/{webm_vod_stream}.ts")
+    assert status == 415 and b"VP9" in body  # TS carries neither VP9 nor Opus here
+
+
+def test_vp9_opus_info_sources(server: Server, webm_vod_stream: str) -> None:
+    _, _, body = server.get(f"/json_{webm_vod_stream}.js")
+    info = json.loads(body)
+    assert set(info["meta"]["tracks"]) == {"video_VP9_1", "audio_opus_2"}
+    types = [s["type"] for s in info["source"]]
+    assert types[0] in ("html5/video/webm", "html5/video/mp4")
+    assert "html5/video/webm" in types and "html5/video/mpeg" not in types
