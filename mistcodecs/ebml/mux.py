@@ -62,6 +62,7 @@ class EbmlMuxer:
         self._by_id = {t.id: t for t in self.tracks}
         self._has_video = any(t.type == "video" for t in self.tracks)
         self._cluster_ts: int | None = None
+        self._video_in_cluster = False
         # Opus: block times include the pre-skip written as CodecDelay (demuxers subtract it)
         self._delay_ms = {
             t.id: (self._pre_skip(t) * 1000 + 24000) // 48000
@@ -141,16 +142,21 @@ class EbmlMuxer:
             raise UsageError(f"packet for track {p.track}, which this muxer was not given")
         pts = max(0, p.pts + self._delay_ms.get(p.track, 0))
         out = b""
-        start = self._cluster_ts is None
-        if not start:
-            rel = pts - self._cluster_ts  # type: ignore[operator]
-            key_cut = self._has_video and track.type == "video" and p.keyframe and rel > 0
+        is_video = track.type == "video"
+        if self._cluster_ts is None:
+            start = True
+        else:
+            rel = pts - self._cluster_ts
+            # a keyframe opens a Cluster unless this Cluster has no video yet (so that
+            # audio stamped just before the keyframe does not make a Cluster of its own)
+            key_cut = is_video and p.keyframe and self._video_in_cluster
             start = key_cut or rel >= CLUSTER_MS or not -32768 <= rel <= 32767
-        if start:
-            new_ts = pts if self._cluster_ts is None else max(pts, 0)
-            out += unknown_size_master(s.CLUSTER) + uint_element(s.TIMESTAMP, new_ts)
-            self._cluster_ts = new_ts
-        rel = pts - self._cluster_ts  # type: ignore[operator]
+        if start or self._cluster_ts is None:
+            out += unknown_size_master(s.CLUSTER) + uint_element(s.TIMESTAMP, pts)
+            self._cluster_ts = pts
+            self._video_in_cluster = False
+        self._video_in_cluster |= is_video
+        rel = pts - self._cluster_ts
         flags = KEYFRAME if (p.keyframe or track.type != "video") else 0
         block = Block(self._numbers[p.track], rel, flags, [bytes(p.data)])
         return out + element(s.SIMPLE_BLOCK, bytes(block))

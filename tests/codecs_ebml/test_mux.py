@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import av
@@ -11,7 +12,7 @@ from common.errors import UsageError
 from mistcodecs.ebml import EbmlDemuxer, EbmlMuxer, ElementHeader, supports
 from mistcodecs.ebml import schema as s
 from shm.model import Packet, TrackMeta
-from tests.codecs_ebml.media import count_frames, probe_packets, split
+from tests.codecs_ebml.media import FFMPEG, count_frames, probe_packets, split
 
 
 def demux(data: bytes) -> list[TrackMeta | Packet]:
@@ -155,3 +156,18 @@ def test_av1_round_trip(av1_file: Path, tmp_path: Path) -> None:
     assert [bytes(p.data) for p in demux(out.read_bytes()) if isinstance(p, Packet)] == [
         bytes(p.data) for p in events if isinstance(p, Packet)
     ]
+
+
+@pytest.mark.parametrize(("name", "webm"), [("h264_aac", False), ("vp9_opus", True)])
+def test_live_output_through_a_pipe(ebml_media: dict[str, Path], name: str, webm: bool) -> None:
+    """Progressive (non-seekable) reading, as a live HTTP viewer does: ffmpeg reads stdin."""
+    events = demux(ebml_media[name].read_bytes())
+    data = mux(events, webm)
+    cmd = [FFMPEG, "-v", "error", "-i", "pipe:0", "-map", "0", "-f", "framemd5", "-"]
+    res = subprocess.run(cmd, input=data, capture_output=True, check=True, timeout=60)
+    assert res.stderr == b""
+    lines = [ln for ln in res.stdout.decode().splitlines() if ln and not ln.startswith("#")]
+    _tracks, packets = split(events)
+    per_stream = [sum(1 for ln in lines if ln.startswith(f"{i},")) for i in (0, 1)]
+    assert per_stream[0] == len(packets[1])
+    assert per_stream[1] >= len(packets[2]) - 1
