@@ -265,7 +265,7 @@ BUILTIN_FORMATS: tuple[FormatSpec, ...] = (
     ),
     FormatSpec(
         "ogg", ("ogg",), "audio/ogg", "html5/audio/ogg", "OGG progressive", 8,
-        frozenset(), frozenset({"opus", "vorbis", "FLAC"}), _build_ogg, connector="OGG",
+        frozenset(), frozenset({"opus", "vorbis"}), _build_ogg, connector="OGG",
     ),
     FormatSpec(
         "wav", ("wav",), "audio/wav", "html5/audio/wav", "WAV progressive", 1,

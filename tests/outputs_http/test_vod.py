@@ -191,3 +191,13 @@ def test_vp9_opus_info_sources(server: Server, webm_vod_stream: str) -> None:
     types = [s["type"] for s in info["source"]]
     assert types[0] in ("html5/video/webm", "html5/video/mp4")
     assert "html5/video/webm" in types and "html5/video/mpeg" not in types
+
+
+def test_ogg_opus(
+    server: Server, webm_vod_stream: str, webm_source: Source, tmp_path: Path
+) -> None:
+    path = _fetch(server, f"/{webm_vod_stream}.ogg", tmp_path, "out.ogg")
+    got = decode(path)
+    assert got.errors == 0 and got.video_frames == 0
+    assert abs(got.audio_frames - len(webm_source.of(webm_source.audio.id))) <= 1
+    assert ffprobe(path)["streams"][0]["codec_name"] == "opus"
