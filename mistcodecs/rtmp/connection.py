@@ -105,11 +105,7 @@ class RtmpConnection:
                 hs.receive(data)
                 if not hs.done:
                     return events
-                events.append(
-                    HandshakeComplete(
-                        getattr(hs, "complex", False) or getattr(hs, "server_complex", False)
-                    )
-                )
+                events.append(HandshakeComplete(hs.complex))
                 self._after_handshake()
                 data = hs.rest
                 hs.rest = b""

@@ -144,6 +144,10 @@ class ClientHandshake:
             self._c1, self._digest = make_digest_packet(CLIENT_VERSION, _FP_KEY, 0, timestamp)
         self.output = bytearray(bytes((RTMP_VERSION,)) + self._c1)
 
+    @property
+    def complex(self) -> bool:
+        return self.server_complex
+
     def receive(self, data: bytes) -> None:
         if self.done:
             self.rest += data
