@@ -33,7 +33,7 @@ from common.runtime import Runtime
 from inputs.index import MediaIndex, TrackIndex, header_candidates, load_header, save_header
 from mistcodecs.errors import Truncated
 from shm import StreamBusy, StreamWriter
-from shm.model import StreamState
+from shm.model import AUDIO_CODECS, META_CODECS, VIDEO_CODECS, StreamState
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # busy stream, source changed under us: worth a restart
@@ -44,6 +44,7 @@ ACTIVE_GRACE_S = 2.0  # stay on the short tick this long after the last viewer
 MERGE_GAP = 64 * 1024  # frames closer than this are read with one pread
 MAX_READ = 16 * 1024 * 1024
 
+KNOWN_CODECS = VIDEO_CODECS | AUDIO_CODECS | META_CODECS
 Progress = Callable[[int, int], None]  # (done, total) bytes; raises Interrupted to stop
 
 
@@ -68,10 +69,10 @@ class FrameLoader:
 
 class PositionLoader(FrameLoader):
     """Frames stored whole at ``pos`` (``rsize`` bytes): coalesced ``pread`` calls and an
-    optional per-frame ``transform(track, data, aux)`` (byte swaps, tag headers...)."""
+    optional per-frame ``transform(track, data, aux, pos)`` (byte swaps, block headers...)."""
 
     def __init__(
-        self, path: str, transform: Callable[[int, memoryview, int], Any] | None = None
+        self, path: str, transform: Callable[[int, memoryview, int, int], Any] | None = None
     ) -> None:
         self.fd = os.open(path, os.O_RDONLY)
         self.transform = transform
@@ -100,7 +101,7 @@ class PositionLoader(FrameLoader):
                 a = frames.pos[n] - lo
                 data = view[a : a + frames.rsize[n]]
                 if self.transform is not None:
-                    data = self.transform(track, data, frames.aux[n])
+                    data = self.transform(track, data, frames.aux[n], frames.pos[n])
                 out[n - start] = data
             i = j
         return out
@@ -167,6 +168,7 @@ class VodInput:
         self._progress = -1
         self._stat: os.stat_result | None = None
         self._tracks_by_fmt: dict[int, int] = {}  # format track id -> writer track id
+        self._left_out: list[str] = []
 
     # -- top level ------------------------------------------------------------------
     def run(self) -> int:
@@ -213,14 +215,18 @@ class VodInput:
             self.log.warning("%s: %s", self.source, warning)
         tracks = self._publish(writer, index)
         if not tracks:
-            return self._fail(writer, f"cannot play {self.source}: no playable track found")
+            why = "; ".join(self._left_out) or "no tracks"
+            return self._fail(writer, f"cannot play {self.source}: no playable track ({why})")
         writer.set_state(StreamState.READY, 100)
         self.log.info(
             "ready: %s",
             ", ".join(f"{t.codec} ({len(index.frames[t.id])} frames)" for t in index.tracks
                       if t.id in self._tracks_by_fmt),
         )  # fmt: skip
-        loader = self.fmt.open_loader(self.source, index)
+        try:
+            loader = self.fmt.open_loader(self.source, index)
+        except (OSError, MediaError) as exc:
+            return self._fail(writer, f"cannot play {self.source}: {exc}")
         try:
             return self._serve(writer, tracks, loader)
         finally:
@@ -285,10 +291,16 @@ class VodInput:
         """Add tracks and set their indexes; writer track id -> (format track id, index)."""
         out: dict[int, tuple[int, TrackIndex]] = {}
         self._tracks_by_fmt.clear()
+        self._left_out = []
         for meta, idx in index.track_frames():
-            if not len(idx):
-                self.log.warning("%s: track %d (%s) has no frames, left out", self.source,
-                                 meta.id, meta.codec)  # fmt: skip
+            problem = ""
+            if meta.codec not in KNOWN_CODECS:
+                problem = f"track {meta.id}: unsupported codec {meta.codec}"
+            elif not len(idx):
+                problem = f"track {meta.id} ({meta.codec}) has no frames"
+            if problem:
+                self.log.warning("%s: %s, left out", self.source, problem)
+                self._left_out.append(problem)
                 continue
             if meta.type == "video" and not meta.fpks and len(idx) > 1:
                 span = idx.dts[-1] - idx.dts[0]

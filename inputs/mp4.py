@@ -66,7 +66,7 @@ class Mp4Format(VodFormat):
     def open_loader(self, path: str, index: MediaIndex) -> FrameLoader:
         bits = {t.id: t.size for t in index.tracks}
 
-        def transform(track: int, data: memoryview, aux: int) -> memoryview | bytes:
+        def transform(track: int, data: memoryview, aux: int, _pos: int) -> memoryview | bytes:
             return swap_pcm(data, bits.get(track, 16)) if aux == SWAP_PCM else data
 
         return PositionLoader(path, transform)
