@@ -56,6 +56,20 @@ def _normal_host(host: str) -> str:
     return str(ip)
 
 
+def _in_networks(host: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for net in networks:
+        try:
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 class HttpApi:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
@@ -74,6 +88,17 @@ class HttpApi:
         except ValueError:
             return False
         return host in self.local_addresses
+
+    def client_host(self, request: web.Request) -> str:
+        """The peer host, or the forwarded client's when the peer is a trusted proxy."""
+        peer = _normal_host(request.remote or "")
+        forwarded = (
+            request.headers.get("X-Real-IP")
+            or request.headers.get("X-Forwarded-For", "").split(",")[-1]
+        )
+        if forwarded.strip() and _in_networks(peer, self.ctl.trusted_proxies()):
+            return _normal_host(forwarded.strip())
+        return peer
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.method == "OPTIONS":
@@ -117,7 +142,7 @@ class HttpApi:
             return self._reply({"error": error, "LTS": 1}, params)
         transport = request.transport
         ctx = api.Context(
-            host=_normal_host(request.remote or ""),
+            host=self.client_host(request),
             local=self.is_local(request),
             authorized=transport is not None and transport in self.authorized,
             minimal=path == "/api2",

@@ -291,6 +291,15 @@ class Controller:
             return [Path(r) for r in roots if isinstance(r, str)]
         return [self.store.path.parent.resolve()]
 
+    def trusted_proxies(self) -> list[str]:
+        """``config.trustedproxy``: an array or a space-separated list of addresses/CIDRs."""
+        value = self.store.data["config"].get("trustedproxy")
+        if isinstance(value, str):
+            return value.split()
+        if isinstance(value, list):
+            return [v for v in value if isinstance(v, str)]
+        return []
+
     def prometheus_path(self) -> str:
         value = self.store.data["config"].get("prometheus")
         return value.strip("/") if isinstance(value, str) else ""

@@ -218,3 +218,18 @@ def test_documented_client_works_unchanged(shared: Mist) -> None:
         timeout=60,
     )
     assert bad.returncode != 0 and "PermissionError" in bad.stderr
+
+
+def test_trusted_proxy_uses_the_forwarded_client(mist_factory) -> None:
+    cfg = with_account()
+    cfg["config"]["trustedproxy"] = ["127.0.0.0/8"]
+    mist = mist_factory(cfg)
+    reply = mist.api({}, headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.5"})
+    assert reply["authorize"]["challenge"] == mistserver_challenge("203.0.113.5")
+    chall = reply["authorize"]["challenge"]
+    ok = mist.api(
+        {"authorize": {"username": "admin", "password": md5(md5("s3cret") + chall)}, "version": 1},
+        "/api2",
+        headers={"X-Forwarded-For": "203.0.113.5"},
+    )
+    assert ok["authorize"]["status"] == "OK" and ok["version"]["release"] == "mistpy"

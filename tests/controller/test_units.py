@@ -227,3 +227,28 @@ def test_child_runtime_heartbeat_and_machine_log() -> None:
         assert records and all(r is not None for r in records)
         assert [r.kind for r in records if r] == ["INFO", "INFO"]
         assert records[-1] is not None and "stopped: SIGTERM" in records[-1].message
+
+
+def test_logbook_levels_colours_and_api_lines() -> None:
+    import io
+
+    from controller.logbook import Logbook
+
+    out = io.StringIO()
+    book = Logbook(debug=3, out=out, colour=True)
+    book.child_line("WARN|MistOutX|12|a.py:3|live|careful\n", "MistOutX", 12, "")
+    book.child_line("INFO|MistOutX|12|a.py:4|live|chatty\n", "MistOutX", 12, "")
+    book.child_line("Traceback (most recent call last):\n", "MistOutX", 12, "live")
+    book.child_line("plain text\n", "MistOutX", 12, "live")
+    book.emit("AUTH", "login failed")
+    text = out.getvalue()
+    assert "\033[33mWARN\033[0m MistOutX[12] live: careful" in text
+    assert "chatty" not in text  # INFO is above -g 3, still kept for the API
+    assert "\033[31mERROR\033[0m MistOutX[12] live: Traceback" in text
+    lines = book.api_lines()
+    assert [line[1] for line in lines] == ["WARN", "INFO", "ERROR", "INFO", "AUTH"]
+    assert lines[0][2:] == ["careful", "live", 12, "MistOutX", "a.py:3"]
+    assert lines[-1][5] == "MistController" and lines[-1][6].startswith("test_units.py:")
+    plain = io.StringIO()
+    Logbook(debug=4, out=plain, colour=False).emit("WARN", "x")
+    assert "\033[" not in plain.getvalue()
