@@ -8,13 +8,16 @@ or answer 400. It waits at most :func:`block_timeout` seconds and then answers
 
 Rules (rfc8216bis 6.2.5.2):
 * ``_HLS_msn=M`` holds the request until the playlist has a complete segment M
-  (or later); with ``_HLS_part=N`` also until segment M has its part N.
+  (or later); with ``_HLS_part=N`` until part N of segment M (or anything later)
+  is listed. A part index past the final part of a complete segment M means
+  part 0 of segment M+1.
 * ``_HLS_part`` without ``_HLS_msn`` is a 400.
 * M more than two past the last complete segment's MSN is a 400; N more than
   the Advance Part Limit (3, or 3 / PART-TARGET when that is below one second)
   past the last part of the open segment M is a 400.
-* A playlist that has ended (EXT-X-ENDLIST) never blocks.
-* ``_HLS_skip=YES`` / ``v2`` asks for a delta update; other values are a 400.
+* A playlist that has ended (EXT-X-ENDLIST) ignores the directives.
+* ``_HLS_skip=YES`` / ``v2`` asks for a delta update, served when CAN-SKIP-UNTIL
+  is advertised and the playlist has not ended; other values are a 400.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class PlaylistState:
     target_duration: int
     ended: bool = False
     can_skip: bool = False
+    last_segment_parts: int | None = None  # parts of the last complete segment (LL-HLS)
 
     @classmethod
     def of(cls, pl: MediaPlaylist) -> PlaylistState:
@@ -105,6 +109,9 @@ class PlaylistState:
             target_duration=pl.target_duration or pl.needed_target_duration(),
             ended=pl.endlist,
             can_skip=control is not None and control.can_skip_until is not None,
+            last_segment_parts=len(pl.segments[-1].parts)
+            if pl.segments and pl.part_target is not None
+            else None,
         )
 
 
@@ -115,10 +122,11 @@ def advance_part_limit(part_target: float | None) -> int:
 
 
 def decide(state: PlaylistState, directives: Directives) -> Decision:
-    skip = directives.skip if state.can_skip else None
-    if state.ended or directives.msn is None:
+    ended = state.ended
+    skip = directives.skip if state.can_skip and not ended else None
+    if ended or directives.msn is None:  # directives are ignored once the playlist ended
         return Decision(
-            Outcome.ANSWER, "no blocking requested" if not state.ended else "playlist ended", skip
+            Outcome.ANSWER, "playlist ended" if ended else "no blocking requested", skip
         )
     msn, part = directives.msn, directives.part
     last_msn = state.next_msn - 1
@@ -126,11 +134,16 @@ def decide(state: PlaylistState, directives: Directives) -> Decision:
         return Decision(
             Outcome.BAD_REQUEST, f"_HLS_msn={msn} is more than 2 past the last segment {last_msn}"
         )
-    if part is not None and msn == state.next_msn:
-        last_part = state.open_parts - 1
-        if part > last_part + advance_part_limit(state.part_target):
+    last_parts = state.last_segment_parts
+    if part is not None and msn == last_msn and last_parts is not None and part >= last_parts:
+        msn, part = msn + 1, 0  # past the final part of a complete segment: part 0 of the next
+    if part is not None and msn > last_msn:
+        # parts between the last published one and the one asked for
+        ahead = part - (state.open_parts - 1) if msn == state.next_msn else part + 1
+        if ahead > advance_part_limit(state.part_target):
             return Decision(
-                Outcome.BAD_REQUEST, f"_HLS_part={part} is too far past the last part {last_part}"
+                Outcome.BAD_REQUEST,
+                f"_HLS_part={part} of segment {msn} is too far past the last part",
             )
     if msn <= last_msn:
         return Decision(Outcome.ANSWER, f"segment {msn} is complete", skip)

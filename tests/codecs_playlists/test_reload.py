@@ -54,6 +54,35 @@ def test_decision_table(query: str, outcome: Outcome, why: str) -> None:
     assert decision.status == {A: 200, W: None, B: 400}[outcome]
 
 
+def test_part_past_the_final_part_means_part_0_of_the_next_segment() -> None:
+    # segment 104 is complete with 4 parts (0..3); segment 105 has no part yet
+    state = PlaylistState(
+        next_msn=105, open_parts=0, part_target=0.5, target_duration=2, last_segment_parts=4
+    )
+    assert decide(state, Directives(104, 3)).outcome is A
+    assert decide(state, Directives(104, 4)).outcome is W  # = part 0 of 105
+    assert decide(state, Directives(104, 40)).outcome is W
+    assert decide(state, Directives(103, 9)).outcome is A  # 104 is complete, so 103's successor is
+    later = PlaylistState(
+        next_msn=105, open_parts=1, part_target=0.5, target_duration=2, last_segment_parts=4
+    )
+    assert decide(later, Directives(104, 4)).outcome is A
+    assert decide(state, Directives(106, 5)).outcome is W  # 6 parts ahead at most (limit 6)
+    assert decide(state, Directives(106, 6)).outcome is B
+
+
+def test_skip_is_ignored_when_not_offered_or_ended() -> None:
+    offered = PlaylistState(
+        next_msn=5, open_parts=0, part_target=None, target_duration=2, can_skip=True
+    )
+    assert decide(offered, Directives(skip="v2")).skip == "v2"
+    ended = PlaylistState(
+        next_msn=5, open_parts=0, part_target=None, target_duration=2, can_skip=True, ended=True
+    )
+    assert decide(ended, Directives(skip="YES")).skip is None
+    assert decide(STATE, Directives(skip="YES")).skip is None
+
+
 def test_part_limit_is_three_for_long_parts() -> None:
     state = PlaylistState(next_msn=5, open_parts=1, part_target=1.0, target_duration=4)
     assert decide(state, Directives(5, 3)).outcome is W
