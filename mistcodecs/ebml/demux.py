@@ -24,6 +24,7 @@ from mistcodecs.ebml import schema as s
 from mistcodecs.ebml.block import Block
 from mistcodecs.ebml.element import ElementHeader, iter_children, value_of
 from mistcodecs.errors import FormatError, Truncated
+from mistcodecs.wav import swap_endian
 from shm.model import Packet, TrackMeta
 
 MAX_ELEMENT = 64 * 1024 * 1024  # larger whole-read elements are treated as damage
@@ -103,7 +104,7 @@ class _Track:
     number: int
     codec_id: str
     default_duration: int = 0  # ns
-    little_endian_pcm: bool = False
+    little_endian_pcm: bool = False  # A_PCM/INT/LIT: converted to the model's big-endian
     delay_ms: int = 0  # CodecDelay, subtracted from block times
     pending: deque[tuple[int, bool, bytes, BlockPos]] = field(default_factory=deque)
     heap: list[int] = field(default_factory=list)
@@ -116,21 +117,6 @@ def _aac_asc(rate: int, channels: int) -> bytes:
     """AudioSpecificConfig (AAC-LC) for old-style A_AAC/... tracks without CodecPrivate."""
     idx = _AAC_RATES.index(rate) if rate in _AAC_RATES else 4
     return ((2 << 11) | (idx << 7) | (channels << 3)).to_bytes(2, "big")
-
-
-def _pcm_to_big_endian(data: bytes, sample_bits: int) -> bytes:
-    """Matroska's A_PCM/INT/LIT is little-endian (8-bit: unsigned, as in WAV); the media
-    model is big-endian signed, so convert once at the input."""
-    if sample_bits == 8:
-        return bytes(b ^ 0x80 for b in data)
-    width = sample_bits // 8
-    if width <= 1:
-        return data
-    usable = len(data) - len(data) % width
-    out = bytearray(data[:usable])
-    for i in range(width):
-        out[i::width] = data[width - 1 - i : usable : width]
-    return bytes(out)
 
 
 class EbmlDemuxer:
@@ -510,7 +496,7 @@ class EbmlDemuxer:
 
     def _payload(self, track: _Track, frame: bytes) -> bytes:
         if track.little_endian_pcm:
-            return _pcm_to_big_endian(frame, track.meta.size)
+            return swap_endian(frame, track.meta.size)
         return frame
 
     def _packets(self, block: Block, keyframe: bool, hdr: ElementHeader) -> None:
