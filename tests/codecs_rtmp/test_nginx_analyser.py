@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -106,9 +107,16 @@ def test_play_from_nginx_and_reconstruct(nginx: int, tmp_path: Path) -> None:
 
 def test_missing_stream_and_timeout(nginx: int) -> None:
     # nginx keeps a player of an unknown live stream waiting: -T ends it with the summary
-    res = analyse(f"rtmp://127.0.0.1:{nginx}/live/nothing", "-T", "2", timeout=20)
+    res = analyse(
+        f"rtmp://127.0.0.1:{nginx}/live/nothing", "-T", "2", "--json", "-D", "4", timeout=20
+    )
     assert res.returncode != 0
-    assert res.stdout.strip().splitlines()[-1].startswith("MistAnalyserRTMP:")
+    lines = res.stdout.strip().splitlines()
+    assert lines[-1].startswith("MistAnalyserRTMP: 1 problem(s)")
+    records = [json.loads(line) for line in lines[:-1]]
+    assert {"problem": "no media received"} in records
+    assert any(r.get("message") == "CommandAMF0" for r in records)
+    assert any("chunks" in r for r in records)
     assert "Traceback" not in res.stderr
 
 
