@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from mistcodecs.aac import parse_asc
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4.boxes import BoxError, box, buffer_reader, fourcc, full_box, iter_boxes, need
+from shm.model import TrackMeta
 
 VISUAL = {"avc1": "H264", "avc3": "H264", "hvc1": "HEVC", "hev1": "HEVC", "av01": "AV1",
           "vp08": "VP8", "vp09": "VP9", "mp4v": "MPEG4", "jpeg": "JPEG", "mjpa": "JPEG"}  # fmt: skip
@@ -236,6 +237,39 @@ def opushead_to_dops(head: bytes) -> bytes:
 
 # ---- writing -----------------------------------------------------------------------
 
+AC3_BITRATES = (
+    32,
+    40,
+    48,
+    56,
+    64,
+    80,
+    96,
+    112,
+    128,
+    160,
+    192,
+    224,
+    256,
+    320,
+    384,
+    448,
+    512,
+    576,
+    640,
+)
+
+
+def build_dac3(rate: int, channels: int, bytes_per_second: int = 0) -> bytes:
+    """dac3 body from what the model knows (AC-3 decoders read the frames anyway)."""
+    fscod = {48000: 0, 44100: 1, 32000: 2}.get(rate, 0)
+    lfe = 1 if channels in (4, 6) else 0
+    acmod = {1: 1, 2: 2, 3: 3, 4: 2, 5: 7, 6: 7}.get(channels, 2)
+    kbps = bytes_per_second * 8 // 1000
+    rate_code = next((i for i, v in enumerate(AC3_BITRATES) if v >= kbps), len(AC3_BITRATES) - 1)
+    bits = (fscod << 22) | (8 << 17) | (0 << 14) | (acmod << 11) | (lfe << 10) | (rate_code << 5)
+    return bits.to_bytes(3, "big")
+
 
 def _visual(fmt: str, width: int, height: int, *config: bytes) -> bytes:
     fixed = struct.pack(
@@ -256,12 +290,12 @@ def default_vpcc(bit_depth: int = 8) -> bytes:
     return struct.pack(">IBBBBBBH", 1 << 24, 0, 10, (bit_depth << 4) | (1 << 1), 1, 1, 1, 0)
 
 
-def write_sample_entry(track: object) -> bytes:
+def write_sample_entry(track: TrackMeta) -> bytes:
     """One sample entry for a TrackMeta; raises FormatError if we cannot describe it."""
-    codec: str = track.codec  # type: ignore[attr-defined]
-    init: bytes = bytes(track.init)  # type: ignore[attr-defined]
-    width, height = track.width, track.height  # type: ignore[attr-defined]
-    rate, channels = track.rate, track.channels  # type: ignore[attr-defined]
+    codec: str = track.codec
+    init: bytes = bytes(track.init)
+    width, height = track.width, track.height
+    rate, channels = track.rate, track.channels
     if codec == "H264":
         return _visual("avc1", width, height, box("avcC", init))
     if codec == "HEVC":
@@ -272,15 +306,19 @@ def write_sample_entry(track: object) -> bytes:
         vpcc = init if codec == "VP9" and len(init) >= 12 else default_vpcc()
         return _visual("vp09" if codec == "VP9" else "vp08", width, height, box("vpcC", vpcc))
     if codec == "AAC":
-        return _audio("mp4a", channels, 16, rate, build_esds(0x40, init, track.id, track.bps * 8))  # type: ignore[attr-defined]
+        return _audio("mp4a", channels, 16, rate, build_esds(0x40, init, track.id, track.bps * 8))
     if codec == "MP3":
-        return _audio("mp4a", channels, 16, rate, build_esds(0x6B, b"", track.id, track.bps * 8))  # type: ignore[attr-defined]
+        return _audio("mp4a", channels, 16, rate, build_esds(0x6B, b"", track.id, track.bps * 8))
     if codec == "opus":
         return _audio("Opus", channels, 16, 48000, opushead_to_dops(init))
+    if codec == "AC3":
+        return _audio(
+            "ac-3", channels, 16, rate, box("dac3", build_dac3(rate, channels, track.bps))
+        )
     if codec == "FLAC":
         if init[:4] != b"fLaC":
             raise FormatError("FLAC init must start with fLaC")
-        return _audio("fLaC", channels, track.size or 16, rate, full_box("dfLa", 0, 0, init[4:]))  # type: ignore[attr-defined]
+        return _audio("fLaC", channels, track.size or 16, rate, full_box("dfLa", 0, 0, init[4:]))
     raise FormatError(f"codec {codec} cannot be put in MP4 here")
 
 

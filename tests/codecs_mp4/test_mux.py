@@ -175,11 +175,12 @@ def test_fragment_muxer_native_timescales(media: dict[str, Path], tmp_path: Path
         ]
 
 
-@pytest.mark.parametrize("name", ["mp3.mp4", "flac.mp4", "vp9_opus.mp4"])
+@pytest.mark.parametrize("name", ["mp3.mp4", "flac.mp4", "ac3.mp4", "vp9_opus.mp4"])
 def test_audio_sample_entries_survive_both_muxers(
     media: dict[str, Path], name: str, tmp_path: Path
 ) -> None:
-    """MP3 (esds 0x6B), FLAC (dfLa) and Opus (dOps) written by us, read back by FFmpeg."""
+    """MP3 (esds 0x6B), FLAC (dfLa), AC-3 (dac3) and Opus (dOps) written by us, read
+    back by FFmpeg."""
     if name not in media:
         pytest.skip("encoder missing")
     demux = _demux(media[name])
