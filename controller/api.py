@@ -105,7 +105,9 @@ async def handle(ctl: Controller, request: dict[str, Any], ctx: Context) -> dict
         response["log"] = ctl.logbook.api_lines()
     elif "log" in request:
         response["log"] = ctl.logbook.api_lines()
-    if "config" in request and minimal:
+    if minimal and any(
+        k in request for k in ("config", "addprotocol", "deleteprotocol", "updateprotocol")
+    ):
         response["config"] = ctl.config_view()
     response["LTS"] = 1
     return response

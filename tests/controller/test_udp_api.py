@@ -64,3 +64,25 @@ def test_control_client(mist_factory, monkeypatch) -> None:
     # nobody listening: a clear "no controller" error, quickly
     gone = control.ensure_input("ccam", timeout=0.5)
     assert gone == {"stream": "ccam", "status": "error", "error": control.NO_CONTROLLER}
+
+
+def test_remaining_commands_over_udp(mist_factory, tmp_path) -> None:
+    mist = mist_factory(base_config(0, browse_roots=[str(tmp_path)]))
+    proto = {"connector": "Nope", "port": 1}
+    assert mist.udp({"addprotocol": proto})["config"]["protocols"][0]["connector"] == "Nope"
+    new = {"connector": "Nope", "port": 2}
+    assert mist.udp({"updateprotocol": [proto, new]})["config"]["protocols"][0]["port"] == 2
+    assert mist.udp({"deleteprotocol": new})["config"]["protocols"] == []
+    assert mist.udp({"streams": {"u1": {"source": "push://"}}})["streams"]["u1"]["name"] == "u1"
+    backup = mist.udp({"config_backup": True})["config_backup"]
+    mist.udp({"addstream": {"u2": {"source": "push://"}}})
+    assert set(mist.udp({"config_restore": backup, "streams": True})["streams"]) == {"u1"}
+    assert mist.udp({"save": True})["save"] == "Saved"
+    assert json.loads(mist.config.read_text())["streams"].keys() == {"u1"}
+    assert mist.udp({"browse": ""})["browse"]["path"] == [str(tmp_path)]
+    assert "error" in mist.udp({"browse": "/"})["browse"]
+    capa = mist.udp({"capabilities": True})["capabilities"]
+    assert {"connectors", "inputs", "cpu", "mem", "load"} <= set(capa)
+    assert mist.udp({"clearstatlogs": True, "log": True})["log"] == []
+    assert mist.udp({"api_endpoint": True})["api_endpoint"].endswith(f":{mist.port}")
+    assert mist.udp({"config_reload": True})["LTS"] == 1
