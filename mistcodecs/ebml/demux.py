@@ -106,7 +106,7 @@ class _Track:
     default_duration: int = 0  # ns
     little_endian_pcm: bool = False  # A_PCM/INT/LIT: converted to the model's big-endian
     delay_ms: int = 0  # CodecDelay, subtracted from block times
-    pending: deque[tuple[int, bool, bytes, BlockPos]] = field(default_factory=deque)
+    pending: deque[tuple[int, bool, bytes, int, int, int]] = field(default_factory=deque)
     heap: list[int] = field(default_factory=list)
     last_dts: int | None = None
     depth: int = 0
@@ -509,13 +509,22 @@ class EbmlDemuxer:
             keyframe = True
         ns = (self._cluster_ts + block.timestamp) * self.timestamp_scale
         size = hdr.header_len + (hdr.size or 0)
+        pending = track.pending
         for i, frame in enumerate(block.frames):
             pts = round((ns + i * track.default_duration) / 1e6) - track.delay_ms
-            pos = BlockPos(track.meta.id, pts, 0, keyframe, hdr.offset, size, i)
-            track.pending.append((pts, keyframe, self._payload(track, frame), pos))
+            if track.little_endian_pcm:
+                frame = swap_endian(frame, track.meta.size)
+            if not track.depth:  # no reordering: dts = pts, nothing held back
+                self._out.append(Packet(track.meta.id, pts, 0, keyframe, frame))
+                self.positions.append(
+                    BlockPos(track.meta.id, pts, 0, keyframe, hdr.offset, size, i)
+                )
+                continue
+            pending.append((pts, keyframe, frame, hdr.offset, size, i))
             heapq.heappush(track.heap, pts)
-            probing = track.delay is None and track.depth and len(track.pending) < PROBE_FRAMES
-            while len(track.pending) > track.depth and not probing:
+            if track.delay is None and len(pending) < PROBE_FRAMES:
+                continue
+            while len(pending) > track.depth:
                 self._emit(track)
 
     def _emit(self, track: _Track) -> None:
@@ -523,25 +532,20 @@ class EbmlDemuxer:
         # the n-th frame in decode order decodes at the n-th smallest presentation time
         # (looked up in a window of ``depth`` frames, enough for x264/x265 B-pyramids),
         # minus a fixed delay chosen from the first PROBE_FRAMES frames (encoders such as
-        # x265 may start without B-frames) so that no frame decodes after it is shown. That keeps dts monotonic and pts = dts + offset with offset >= 0
-        # whenever the stream's reordering fits the window. Like ffmpeg, the first dts of
-        # a B-frame stream may therefore lie before the first pts (even below zero);
-        # streams without reordering get dts = pts.
+        # x265 may start without B-frames) so that no frame decodes after it is shown.
+        # That keeps dts monotonic and pts = dts + offset with offset >= 0 whenever the
+        # stream's reordering fits the window. Like ffmpeg, the first dts of a B-frame
+        # stream may therefore lie before the first pts (even below zero).
         if track.delay is None:
             order = [item[0] for item in track.pending]
             track.delay = max(0, *(a - b for a, b in zip(sorted(order), order, strict=True)))
-        pts, keyframe, data, pos = track.pending.popleft()
-        candidate = heapq.heappop(track.heap) - track.delay
-        dts = (
-            min(candidate, pts)
-            if track.last_dts is None
-            else max(track.last_dts, min(candidate, pts))
-        )
+        pts, keyframe, data, pos, size, lace = track.pending.popleft()
+        candidate = min(heapq.heappop(track.heap) - track.delay, pts)
+        last = track.last_dts
+        dts = candidate if last is None or candidate > last else last
         track.last_dts = dts
         self._out.append(Packet(track.meta.id, dts, pts - dts, keyframe, data))
-        self.positions.append(
-            BlockPos(pos.track, dts, pts - dts, keyframe, pos.pos, pos.size, pos.lace)
-        )
+        self.positions.append(BlockPos(track.meta.id, dts, pts - dts, keyframe, pos, size, lace))
 
     def _flush(self, track: _Track) -> None:
         while track.pending:

@@ -20,12 +20,12 @@ MAX_SIZE_LEN = 8
 UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 
+_VINT_LEN = bytes([0] + [9 - b.bit_length() for b in range(1, 256)])
+
+
 def vint_length(first: int) -> int:
     """Length in bytes of a vint from its first byte; 0 when the byte is 0x00 (invalid)."""
-    for n in range(8):
-        if first & (0x80 >> n):
-            return n + 1
-    return 0
+    return _VINT_LEN[first]
 
 
 def read_id(buf: bytes | bytearray | memoryview, pos: int, where: int = 0) -> tuple[int, int]:
