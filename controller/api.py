@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.streamname import sanitize
 from controller import sysinfo
+from controller.config_store import shape_problem
 
 if TYPE_CHECKING:
     from controller.server import Controller
@@ -133,6 +134,9 @@ def _config_restore(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     restored = copy.deepcopy(arg)
     if not restored.get("account"):
         restored["account"] = ctl.store.data.get("account", {})
+    problem = shape_problem(restored)
+    if problem:
+        raise ApiError(f"config_restore: {problem}")
     ctl.replace_config(restored)
     ctl.logbook.emit("CONF", "Config restored from backup")
     return "OK", True
@@ -149,6 +153,10 @@ def _config(ctl: Controller, arg: Any, _ctx: Context) -> Result:
         value = arg[key]
         if key == "protocols":
             value = _clean_protocols(value if isinstance(value, list) else [value])
+        if key in ("controller", "triggers", "location") and not isinstance(value, dict):
+            raise ApiError(f"config.{key} must be an object")
+        if key == "debug" and not (isinstance(value, int) and 0 <= value <= 10):
+            raise ApiError("config.debug must be an integer 0..10")
         cfg[key] = copy.deepcopy(value)
         changed = True
     if changed:

@@ -50,17 +50,43 @@ def parse_config_text(text: str, path: Path) -> dict[str, Any]:
             f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
             f" (char {exc.pos}); fix or remove it, it will not be overwritten"
         ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path}: the top level must be a JSON object, not {type(data).__name__}"
-        )
-    for key, kind in (("config", dict), ("streams", dict), ("account", dict)):
-        if key in data and not isinstance(data[key], kind):
-            raise ConfigError(f"config file {path}: {key!r} must be a JSON object")
-    protocols = data.get("config", {}).get("protocols")
-    if protocols is not None and not isinstance(protocols, list):
-        raise ConfigError(f"config file {path}: 'config.protocols' must be a JSON array")
+    problem = shape_problem(data)
+    if problem:
+        raise ConfigError(f"config file {path}: {problem}")
     return data
+
+
+# Members the controller reads, with the JSON type they must have when present.
+SHAPE: tuple[tuple[str, str, type, str], ...] = (
+    ("", "config", dict, "object"),
+    ("", "streams", dict, "object"),
+    ("", "account", dict, "object"),
+    ("", "ui_settings", dict, "object"),
+    ("config", "protocols", list, "array"),
+    ("config", "controller", dict, "object"),
+    ("config", "triggers", dict, "object"),
+)
+
+
+def shape_problem(data: Any) -> str:
+    """Why ``data`` cannot be used as a config ("" when it can)."""
+    if not isinstance(data, dict):
+        return f"the top level must be a JSON object, not {type(data).__name__}"
+    for parent, key, kind, word in SHAPE:
+        holder = data.get(parent, {}) if parent else data
+        if isinstance(holder, dict) and key in holder and not isinstance(holder[key], kind):
+            where = f"{parent}.{key}" if parent else key
+            return f"{where!r} must be a JSON {word}"
+    for item in data.get("config", {}).get("protocols", []):
+        if not isinstance(item, dict):
+            return "every entry of 'config.protocols' must be a JSON object"
+    for name, conf in data.get("streams", {}).items():
+        if not isinstance(conf, dict):
+            return f"stream {name!r} must be a JSON object"
+    for name, acc in data.get("account", {}).items():
+        if not isinstance(acc, dict) or not isinstance(acc.get("password"), str):
+            return f"account {name!r} must be an object with a password"
+    return ""
 
 
 def normalise(data: dict[str, Any]) -> dict[str, Any]:

@@ -232,7 +232,10 @@ class Controller:
                 last_file_check = now
                 if self.store.changed_on_disk():
                     self.reload_config("the file changed on disk")
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except Exception as exc:  # keep serving; the next tick tries again
+                self.logbook.emit("ERROR", f"supervision pass failed: {type(exc).__name__}: {exc}")
             self.wake.clear()
             event_wait = asyncio.create_task(self.events.get(), name="event-wait")
             wake_wait = asyncio.create_task(self.wake.wait(), name="wake-wait")

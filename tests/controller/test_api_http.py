@@ -79,6 +79,15 @@ def test_bogus_json_gets_an_error_and_the_server_keeps_serving(api_mist: Mist) -
         "/api2",
     )
     assert "error" in bad_args
+    for bad in (
+        {"config_restore": {"streams": []}},
+        {"config_restore": {"config": {"protocols": [1]}}},
+        {"config_restore": {"streams": {"a": 5}}},
+        {"config": {"controller": 5}},
+        {"config": {"debug": "loud"}},
+    ):
+        assert "error" in mist.api(bad, "/api2"), bad
+    assert mist.api({"streams": True}, "/api2")["streams"]["live"]["source"] == "push://"
     assert mist.api({"version": 1}, "/api2")["version"]["version"]
     assert mist.proc.poll() is None
 
