@@ -443,7 +443,9 @@ class Mp4Demuxer:
         """PCM/G.711 store one sample per audio frame: group each chunk into packets of
         up to RAW_AUDIO_FRAMES frames instead of indexing every 2-byte frame."""
         stbl = trak.stbl
-        if sizes[0] != sizes[-1] or "stsc" not in stbl or not ("stco" in stbl or "co64" in stbl):
+        if sizes[0] != sizes[-1] or sizes[0] > 64 or "stsc" not in stbl:
+            return None  # not one frame per sample: index the samples as they are
+        if not ("stco" in stbl or "co64" in stbl):
             return None
         frame = sizes[0]
         if frame == 1 and trak.meta.size and trak.meta.channels:  # QuickTime v1: bytes per frame

@@ -311,6 +311,8 @@ def write_sample_entry(track: TrackMeta) -> bytes:
         return _audio("mp4a", channels, 16, rate, build_esds(0x6B, b"", track.id, track.bps * 8))
     if codec == "opus":
         return _audio("Opus", channels, 16, 48000, opushead_to_dops(init))
+    if codec == "PCM":  # QuickTime 'twos': signed big-endian, as the model's PCM
+        return _audio("twos", channels, track.size or 16, rate)
     if codec == "AC3":
         return _audio(
             "ac-3", channels, 16, rate, box("dac3", build_dac3(rate, channels, track.bps))

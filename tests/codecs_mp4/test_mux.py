@@ -42,6 +42,16 @@ def _ffmpeg_clean(path: Path) -> None:
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
+def _md5(path: Path) -> str:
+    proc = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.strip()
+
+
 def _compare(source: Path, output: Path, shift: int = 0) -> None:
     src = ffprobe_packets(source)
     out = ffprobe_packets(output)
@@ -175,7 +185,9 @@ def test_fragment_muxer_native_timescales(media: dict[str, Path], tmp_path: Path
         ]
 
 
-@pytest.mark.parametrize("name", ["mp3.mp4", "flac.mp4", "ac3.mp4", "vp9_opus.mp4"])
+@pytest.mark.parametrize(
+    "name", ["mp3.mp4", "flac.mp4", "ac3.mp4", "vp9_opus.mp4", "pcm_le.mov", "pcm_be.mov"]
+)
 def test_audio_sample_entries_survive_both_muxers(
     media: dict[str, Path], name: str, tmp_path: Path
 ) -> None:
@@ -196,3 +208,5 @@ def test_audio_sample_entries_survive_both_muxers(
     path = tmp_path / "vod.mp4"
     path.write_bytes(b"".join(vod.read_range(0, vod.size, demux.read_sample)))
     _compare(media[name], path)
+    if name.startswith("pcm"):  # lossless: the decoded samples are identical
+        assert _md5(path) == _md5(live) == _md5(media[name])
