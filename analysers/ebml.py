@@ -61,6 +61,8 @@ class EbmlAnalyser(Analyser):
                 )
             if self.demuxer.segment_data_offset is None:
                 self.problem("no Segment found")
+            elif self.demuxer.doc_type not in ("matroska", "webm"):
+                self.problem(f"DocType {self.demuxer.doc_type!r} is neither matroska nor webm")
             for number, codec in self.demuxer.unsupported.items():
                 self.emit(
                     f"track {number}: codec {codec} not supported, blocks skipped",

@@ -52,7 +52,12 @@ def supports(codec: str, *, webm: bool) -> bool:
 class EbmlMuxer:
     """Sans-IO Matroska/WebM writer for a fixed set of tracks."""
 
-    def __init__(self, tracks: list[TrackMeta], *, webm: bool) -> None:
+    def __init__(
+        self, tracks: list[TrackMeta], *, webm: bool, duration_ms: int | None = None
+    ) -> None:
+        """``duration_ms`` (VoD) is written to Info so players show a length; live
+        output leaves it out."""
+        self.duration_ms = duration_ms
         bad = [t.codec for t in tracks if not supports(t.codec, webm=webm)]
         if bad:
             raise UsageError(f"codecs {bad} cannot be muxed into {'WebM' if webm else 'Matroska'}")
@@ -87,11 +92,11 @@ class EbmlMuxer:
                 uint_element(0x4285, 2),
             )
         )
+        info_body = uint_element(s.TIMESTAMP_SCALE, 1_000_000)
+        if self.duration_ms is not None:
+            info_body += float_element(s.DURATION, float(self.duration_ms))
         info = element(
-            s.INFO,
-            uint_element(s.TIMESTAMP_SCALE, 1_000_000)
-            + str_element(0x4D80, _WRITER)
-            + str_element(0x5741, _WRITER),
+            s.INFO, info_body + str_element(0x4D80, _WRITER) + str_element(0x5741, _WRITER)
         )
         entries = b"".join(self._track_entry(t) for t in self.tracks)
         return (

@@ -171,3 +171,13 @@ def test_live_output_through_a_pipe(ebml_media: dict[str, Path], name: str, webm
     per_stream = [sum(1 for ln in lines if ln.startswith(f"{i},")) for i in (0, 1)]
     assert per_stream[0] == len(packets[1])
     assert per_stream[1] >= len(packets[2]) - 1
+
+
+def test_duration_for_vod(tmp_path: Path) -> None:
+    track = TrackMeta(1, "audio", "MP3", rate=44100, channels=1)
+    m = EbmlMuxer([track], webm=False, duration_ms=12345)
+    out = tmp_path / "d.mkv"
+    out.write_bytes(m.header())
+    d = EbmlDemuxer()
+    d.feed(out.read_bytes())
+    assert d.duration_ms == 12345
