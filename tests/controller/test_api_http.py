@@ -8,7 +8,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from controller.api import COMMANDS
+from controller.config_store import shape_problem
 from tests.controller.conftest import Mist, base_config, free_port, post, wait_for
 
 
@@ -236,3 +240,33 @@ def test_shutdown_local_only(mist_factory) -> None:
     assert mist.proc.poll() is None
     assert mist.api({"shutdown": True}, "/api2")["shutdown"] == "Shutting down"
     assert mist.proc.wait(20) == 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+COMMAND_KEYS = [k for k, _ in COMMANDS if k not in ("shutdown",)] + [
+    "authorize",
+    "minimal",
+    "logout",
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(request=st.dictionaries(st.sampled_from(COMMAND_KEYS), JSON_VALUES, max_size=4))
+def test_fuzzed_requests_never_break_the_api(api_mist: Mist, request: dict) -> None:
+    reply = api_mist.api(request, "/api2")
+    assert reply["LTS"] == 1
+    if "error" in reply:
+        assert isinstance(reply["error"], str) and "internal error" not in reply["error"], reply[
+            "error"
+        ]
+    # still serving, and what is on disk is still a usable config
+    assert api_mist.api({"version": 1}, "/api2")["version"]["release"] == "mistpy"
+    assert shape_problem(json.loads(api_mist.config.read_text())) == ""
