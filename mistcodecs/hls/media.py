@@ -532,12 +532,24 @@ def check_media_playlist(pl: MediaPlaylist) -> list[str]:
 
 
 def check_update(old: MediaPlaylist, new: MediaPlaylist) -> list[str]:
-    """Rules between two successive loads of a live playlist (RFC 8216 6.2.1/6.2.2)."""
+    """Rules between two successive loads of a live playlist (rfc8216bis 6.2.1/6.2.2):
+    only append, remove from the front (never below 3 target durations, never in a
+    VOD/EVENT playlist), sequence numbers never go back, the target never changes."""
     problems: list[str] = []
     if old.endlist:
         if new.identity() != old.identity():
             problems.append("playlist changed after EXT-X-ENDLIST")
         return problems
+    removed = new.media_sequence > old.media_sequence
+    if removed and (old.playlist_type or new.playlist_type):
+        problems.append(
+            f"segments were removed from a playlist of type {old.playlist_type or new.playlist_type}"
+        )
+    target = new.target_duration or new.needed_target_duration()
+    if removed and not new.endlist and new.duration < 3 * target - TOLERANCE:
+        problems.append(
+            f"segments were removed although only {new.duration:.3f} s (< 3 target durations) remain"
+        )
     if new.media_sequence < old.media_sequence:
         problems.append(
             f"media sequence went back from {old.media_sequence} to {new.media_sequence}"

@@ -184,6 +184,18 @@ def test_update_rules() -> None:
     assert any("lost segments" in p for p in problems)
     assert any("changed between reloads" in p for p in problems)
     assert any("target duration changed" in p for p in problems)
+    event = MediaPlaylist(
+        segments=old.segments[1:], media_sequence=6, discontinuity_sequence=0, playlist_type="EVENT"
+    )
+    event.target_duration = 2
+    assert any("type EVENT" in p for p in check_update(old, event))
+    short = MediaPlaylist(
+        segments=[Segment(2, "2.ts"), Segment(2, "3.ts")],
+        media_sequence=7,
+        discontinuity_sequence=1,
+    )
+    short.target_duration = 2
+    assert any("< 3 target durations" in p for p in check_update(old, short))
     no_disc = MediaPlaylist(segments=good.segments, media_sequence=7, target_duration=2)
     assert any("discontinuity sequence is 0" in p for p in check_update(old, no_disc))
 
@@ -205,12 +217,18 @@ def test_render_parse_properties(ms: list[int], seq: int, ended: bool) -> None:
     assert [round(s.duration * 1000) for s in back.segments] == ms
     assert back.first_msn == seq and back.next_msn == seq + len(ms)
     assert check_media_playlist(back) == []
-    # a later window of the same stream is a valid update: sequence numbers only grow
+    # a later window of the same stream: sequence numbers only grow; dropping the first
+    # segment is fine while 3 target durations remain
     later = MediaPlaylist(segments=[*segs[1:], Segment(1.0, "new.ts")], media_sequence=seq + 1)
     later.target_duration = back.target_duration
-    assert check_update(back, parse_media_playlist(later.render())) == (
-        [] if not ended else ["playlist changed after EXT-X-ENDLIST"]
-    )
+    expected = []
+    if ended:
+        expected = ["playlist changed after EXT-X-ENDLIST"]
+    elif later.duration < 3 * back.target_duration - 0.0005:
+        expected = [
+            f"segments were removed although only {later.duration:.3f} s (< 3 target durations) remain"
+        ]
+    assert check_update(back, parse_media_playlist(later.render())) == expected
 
 
 @settings(max_examples=100, deadline=None)
