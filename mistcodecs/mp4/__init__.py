@@ -24,8 +24,10 @@ from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.mp4.demux import Mp4Demuxer, Sample, SampleTable, open_file
 from mistcodecs.mp4.fragment import FragmentStream, Mp4FragmentMuxer
 from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
+from mistcodecs.mp4.sampleentry import MUXABLE_CODECS
 
 __all__ = [
+    "MUXABLE_CODECS",
     "BoxError",
     "BoxHeader",
     "FragmentStream",

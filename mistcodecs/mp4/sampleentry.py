@@ -290,6 +290,12 @@ def default_vpcc(bit_depth: int = 8) -> bytes:
     return struct.pack(">IBBBBBBH", 1 << 24, 0, 10, (bit_depth << 4) | (1 << 1), 1, 1, 1, 0)
 
 
+# What write_sample_entry can describe (what an MP4/fMP4 output may accept).
+MUXABLE_CODECS = frozenset(
+    {"H264", "HEVC", "AV1", "VP8", "VP9", "AAC", "MP3", "opus", "FLAC", "AC3", "PCM"}
+)
+
+
 def write_sample_entry(track: TrackMeta) -> bytes:
     """One sample entry for a TrackMeta; raises FormatError if we cannot describe it."""
     codec: str = track.codec

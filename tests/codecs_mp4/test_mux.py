@@ -210,3 +210,39 @@ def test_audio_sample_entries_survive_both_muxers(
     _compare(media[name], path)
     if name.startswith("pcm"):  # lossless: the decoded samples are identical
         assert _md5(path) == _md5(live) == _md5(media[name])
+
+
+def test_muxable_codecs_have_sample_entries() -> None:
+    from mistcodecs.errors import FormatError
+    from mistcodecs.mp4 import MUXABLE_CODECS
+    from mistcodecs.mp4.sampleentry import SampleEntry, write_sample_entry
+    from shm.model import TrackMeta
+
+    inits = {
+        "opus": b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00",
+        "FLAC": b"fLaC\x80\x00\x00\x22" + bytes(34),
+        "AAC": b"\x11\x90",
+        "H264": b"\x01\x64\x00\x1f\xff\xe0\x00",
+    }
+    for codec in sorted(MUXABLE_CODECS):
+        kind = "video" if codec in ("H264", "HEVC", "AV1", "VP8", "VP9") else "audio"
+        track = TrackMeta(
+            1,
+            kind,
+            codec,
+            init=inits.get(codec, b""),
+            width=64,
+            height=48,
+            rate=48000,
+            channels=2,
+            size=16,
+        )
+        entry_box = write_sample_entry(track)
+        entry = SampleEntry.parse(entry_box[4:8].decode(), entry_box[8:])
+        assert entry.codec == codec
+        if kind == "audio":
+            assert entry.channels == 2 and entry.rate == 48000
+        else:
+            assert (entry.width, entry.height) == (64, 48)
+    with pytest.raises(FormatError):
+        write_sample_entry(TrackMeta(1, "audio", "vorbis"))
