@@ -11,6 +11,8 @@ codec, frames, duration, bitrate, keyframe interval, and A/V start/end skew) end
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +47,23 @@ class EbmlAnalyser(Analyser):
         self._parents: list[int] = []  # element IDs by depth
         self._cluster_ts: int | None = None
         self._timelines: dict[int, _Timeline] = {}
+        self._read = 0
+        self._progress_at = 0.0 if sys.stderr.isatty() else None  # progress only on a terminal
 
     # -- input ----------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        self._read += len(data)
         self._events(self.demuxer.feed(data))
+        if self._progress_at is not None and time.monotonic() - self._progress_at > 1.0:
+            self._progress_at = time.monotonic()
+            seconds = (self.media_ms or 0) / 1000
+            sys.stderr.write(f"\r{self._read / 1e6:.1f} MB read, {seconds:.1f} s of media\x1b[K")
+            sys.stderr.flush()
 
     def finish(self) -> None:
+        if self._progress_at:
+            sys.stderr.write("\r\x1b[K")
         try:
             self._events(self.demuxer.end())
         finally:
