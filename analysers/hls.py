@@ -201,6 +201,7 @@ class HlsAnalyser(Analyser):
         self.discontinuities = 0
         self.longest = 0.0
         self.codecs: set[str] = set()
+        self.renditions: list[tuple[str, str, str]] = []  # (type, name, playlist URL)
 
     def feed(self, data: bytes) -> None:
         """Bytes arrive through :meth:`on_segment`; the frame only passes heartbeats."""
@@ -229,7 +230,30 @@ class HlsAnalyser(Analyser):
             raise FormatError(
                 f"variant {self.variant} asked for, the master playlist has {len(master.variants)}"
             )
+        self.renditions = [
+            (r.type, r.name, resolve(url, r.uri)) for r in master.renditions if r.uri
+        ]
         return resolve(url, master.variants[self.variant].uri)
+
+    def on_rendition(
+        self, kind: str, name: str, url: str, text: str | None, error: str = ""
+    ) -> None:
+        """One load of an EXT-X-MEDIA rendition's playlist: it must be a valid media playlist."""
+        if text is None:
+            self.problem(f"{kind} rendition {name!r}: cannot fetch {url}: {error}")
+            return
+        try:
+            pl = parse_media_playlist(text)
+        except FormatError as exc:
+            self.problem(f"{kind} rendition {name!r} ({url}): {exc}")
+            return
+        for p in check_media_playlist(pl):
+            self.problem_once(f"{kind} rendition {name!r}: {p}")
+        self.emit(
+            f"{kind} rendition {name!r}: {len(pl.segments)} segments, MSN {pl.first_msn}..{pl.last_msn}",
+            {"rendition": name, "type": kind, "segments": len(pl.segments)},
+            level=1,
+        )
 
     def on_playlist(self, url: str, text: str) -> list[tuple[int, Segment, str]]:
         """A (re)load of the media playlist: check it, return the segments to fetch."""
@@ -477,6 +501,14 @@ def hls_chunks(
             text = getter(url, 10.0).decode("utf-8", "replace")
             if is_master_playlist(text):
                 url = analyser.choose_variant(url, text)
+                for kind, name, rendition_url in analyser.renditions:
+                    try:
+                        body = getter(rendition_url, 10.0).decode("utf-8", "replace")
+                    except OSError as exc:
+                        analyser.on_rendition(kind, name, rendition_url, None, str(exc))
+                    else:
+                        analyser.on_rendition(kind, name, rendition_url, body)
+                    yield b""
                 text = getter(url, 10.0).decode("utf-8", "replace")
             fresh: str | None = text
             while True:

@@ -289,3 +289,32 @@ def test_validate_paces_to_media_time(hls: Path) -> None:
     code, lines = analyse(hls / "ts" / "index.m3u8", "-V")
     assert code == 0, lines
     assert time.monotonic() - started >= 2.5  # 4 s of media, paced from the first segment on
+
+
+def test_master_with_renditions(hls: Path, tmp_path: Path) -> None:
+    from mistcodecs.hls import MasterPlaylist, Rendition, Variant
+
+    work = copy_set(hls / "ts", tmp_path / "ts")
+    (work / "sub0.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello\n")
+    subs = MediaPlaylist(segments=[Segment(4.0, "sub0.vtt")], endlist=True)
+    (work / "subs.m3u8").write_text(subs.render())
+    master = MasterPlaylist(
+        variants=[
+            Variant(
+                "index.m3u8", 200_000, codecs="avc1.42c00d,mp4a.40.2", audio="aud", subtitles="sub"
+            )
+        ],
+        renditions=[
+            Rendition(
+                "AUDIO", "aud", "English", "audio_en.m3u8", "en", default=True, autoselect=True
+            ),
+            Rendition("SUBTITLES", "sub", "Nederlands", "subs.m3u8", "nl", autoselect=True),
+        ],
+    )
+    (work / "all.m3u8").write_text(master.render())
+    code, lines = analyse(work / "all.m3u8", "-D", "1")
+    assert code == 1  # the audio rendition's playlist does not exist
+    assert any("SUBTITLES rendition 'Nederlands': 1 segments" in line for line in lines)
+    found = problems(lines)
+    assert len(found) == 1 and "AUDIO rendition 'English': cannot fetch" in found[0]
+    assert "segments=4" in lines[-1]
