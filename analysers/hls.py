@@ -1,10 +1,12 @@
 """MistAnalyserHLS: follow an HLS playlist and check the segments against it.
 
 The source is a master or media playlist (``http(s)://`` URL or a local file).
-From a master playlist ``--variant N`` (default 0, the first) is followed. A live
-playlist is reloaded every target duration (half of it when nothing changed, as
-RFC 8216 6.3.4 says) until ``-T`` ends the run; a playlist with EXT-X-ENDLIST is
-read once.
+From a master playlist ``--variant N`` (default 0, the first) is followed, and
+every EXT-X-MEDIA rendition playlist is loaded once and checked. A live playlist
+is reloaded every target duration (half of it when nothing changed, as RFC 8216
+6.3.4 says) -- or at once with ``_HLS_msn``/``_HLS_part`` when the server offers
+CAN-BLOCK-RELOAD, checking that the answer holds what was asked for -- until
+``-T`` ends the run; a playlist with EXT-X-ENDLIST is read once.
 
 Checks: the playlist syntax and the spec's numeric rules (EXTINF vs target
 duration, parts vs PART-TARGET, hold-back rules), the rules between reloads
