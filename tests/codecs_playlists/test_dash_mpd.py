@@ -237,3 +237,39 @@ def test_mpd_for_tracks_live_low_latency() -> None:
     assert back.adaptation_sets[1].lang == "nl"
     assert [u for _, _, u in segment_list(v)] == ["1/chunk_0.m4s", "1/chunk_2000.m4s"]
     assert frame_rate_text(25000) == "25" and frame_rate_text(0) is None
+
+
+@st.composite
+def mpds(draw: st.DrawFn) -> Mpd:
+    reps = []
+    for i in range(draw(st.integers(1, 3))):
+        durations = draw(st.lists(st.integers(1, 4000), min_size=1, max_size=12))
+        spans, t = [], draw(st.integers(0, 10**9))
+        for d in durations:
+            spans.append((t, t + d))
+            t += d + draw(st.sampled_from([0, 0, 0, 7]))
+        reps.append(
+            Representation(
+                f"r{i}", "avc1.64001f", draw(st.integers(1, 10**8)), build_timeline(spans)
+            )
+        )
+    dynamic = draw(st.booleans())
+    mpd = Mpd(adaptation_sets=[AdaptationSet("video", "video/mp4", reps)], dynamic=dynamic)
+    if dynamic:
+        mpd.availability_start_time = AST
+        mpd.publish_time = AST
+        mpd.minimum_update_period = draw(st.sampled_from([1.0, 2.5]))
+        mpd.time_shift_buffer_depth = draw(st.sampled_from([None, 30.0]))
+    else:
+        mpd.media_presentation_duration = draw(st.integers(1, 10**6)) / 1000
+    return mpd
+
+
+@settings(max_examples=100, deadline=None)
+@given(mpds())
+def test_mpd_render_parse_round_trip(mpd: Mpd) -> None:
+    back = parse_mpd(mpd.render())
+    assert back == mpd
+    for rep in back.adaptation_sets[0].representations:
+        starts = [t for t, _, _ in segment_list(rep)]
+        assert starts == sorted(set(starts))
