@@ -7,12 +7,15 @@ from pathlib import Path
 
 import av
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.errors import UsageError
 from mistcodecs.ebml import EbmlDemuxer, EbmlMuxer, ElementHeader, supports
 from mistcodecs.ebml import schema as s
+from mistcodecs.errors import FormatError
 from shm.model import Packet, TrackMeta
-from tests.codecs_ebml.media import FFMPEG, count_frames, probe_packets, split
+from tests.codecs_ebml.media import FFMPEG, count_frames, make_subtitled, probe_packets, split
 
 
 def demux(data: bytes) -> list[TrackMeta | Packet]:
@@ -181,3 +184,35 @@ def test_duration_for_vod(tmp_path: Path) -> None:
     d = EbmlDemuxer()
     d.feed(out.read_bytes())
     assert d.duration_ms == 12345
+
+
+def test_subtitle_track_round_trip(tmp_path: Path) -> None:
+    src = make_subtitled(tmp_path / "subs", "srt")
+    events = demux(src.read_bytes())
+    out = tmp_path / "subs_out.mkv"
+    out.write_bytes(mux(events, webm=False))
+    probed = [p for p in probe_packets(out) if p.stream == 1]
+    assert [round(p.pts_ms or 0) for p in probed] == [200, 1000]
+    tracks, packets = split(demux(out.read_bytes()))
+    assert tracks[1].codec == "subtitle"
+    assert [bytes(p.data).decode().strip() for p in packets[tracks[1].id]] == ["Hello", "World"]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_fuzz_demuxer_mutated_long(ebml_media: dict[str, Path], data: st.DataObject) -> None:
+    original = ebml_media[
+        data.draw(st.sampled_from(["h264_aac", "vp8_vorbis", "pcm"]))
+    ].read_bytes()[:12000]
+    raw = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 12))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    d = EbmlDemuxer()
+    try:
+        d.feed(bytes(raw))
+        d.end()
+    except FormatError:
+        pass
