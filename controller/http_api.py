@@ -104,6 +104,10 @@ class HttpApi:
         if request.method == "OPTIONS":
             return web.Response(status=200, headers=CORS)
         path = request.path
+        if path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+            from controller.ws_api import handle_ws
+
+            return await handle_ws(self, request, self.client_host(request), self.is_local(request))
         prom = self.ctl.prometheus_path()
         if prom and path in (f"/{prom}", f"/{prom}.json"):
             return self.ctl.metrics_response(path.endswith(".json"))

@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
 from common.log import LogRecord, kind_level, parse_machine
@@ -43,6 +44,7 @@ class Logbook:
         self.out = out or sys.stderr
         self.colour = self.out.isatty() if colour is None else colour
         self.count = 0  # total records, for metrics
+        self.listeners: list[Callable[[LogRecord], None]] = []  # e.g. WebSocket clients
 
     def open_file(self, path: str) -> None:
         """Append to ``path`` instead of stderr (``-L``)."""
@@ -52,6 +54,8 @@ class Logbook:
     def add(self, record: LogRecord) -> None:
         self.records.append(record)
         self.count += 1
+        for listener in list(self.listeners):
+            listener(record)
         if kind_level(record.kind) <= self.debug:
             self._print(record)
 
