@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from .conftest import LivePublisher, Server, Source
 from .media import decode
@@ -31,7 +30,9 @@ class Viewer(threading.Thread):
             with socket.create_connection((self.server.host, self.server.port), timeout=10) as s:
                 if self.rate is not None:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-                s.sendall(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                s.sendall(
+                    f"GET {self.path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                )
                 self.started = time.monotonic()
                 buf = bytearray()
                 while time.monotonic() - self.started < self.duration:
@@ -106,22 +107,30 @@ def test_many_viewers_get_identical_bytes_and_slow_one_is_skipped(
     assert got.video_frames >= 100 and got.video_keys >= 4
 
 
-@pytest.mark.parametrize("ext", ["ts", "mp4", "mkv"])
-def test_live_formats_decode(
-    server: Server, live_stream: LivePublisher, tmp_path: Path, ext: str
-) -> None:
-    v = Viewer(server, f"/{live_stream.writer.stream}.{ext}", duration=3.5)
-    v.start()
-    v.join(20)
-    assert v.error is None and v.head.startswith(b"HTTP/1.1 200")
-    out = tmp_path / f"live.{ext}"
-    out.write_bytes(bytes(v.body))
-    got = decode(out)
-    assert got.video_frames >= 50
-    assert got.video_keys >= 2
-    assert got.audio_frames > 50
-    pts = got.video_pts
-    assert all(b > a for a, b in zip(sorted(pts), sorted(pts)[1:], strict=False))
+def test_live_formats_decode(server: Server, live_stream: LivePublisher, tmp_path: Path) -> None:
+    viewers = {
+        ext: Viewer(server, f"/{live_stream.writer.stream}.{ext}", duration=3.5)
+        for ext in ("ts", "mp4", "mkv", "webm", "aac")
+    }
+    for v in viewers.values():
+        v.start()
+    for ext, v in viewers.items():
+        v.join(20)
+        assert v.error is None
+        if ext == "webm":  # H264/AAC cannot be WebM
+            assert v.head.startswith(b"HTTP/1.1 415")
+            continue
+        assert v.head.startswith(b"HTTP/1.1 200"), ext
+        out = tmp_path / f"live.{ext}"
+        out.write_bytes(bytes(v.body))
+        got = decode(out)
+        assert got.errors == 0, ext
+        assert got.audio_frames > 50, ext
+        if ext == "aac":
+            continue
+        assert got.video_frames >= 50 and got.video_keys >= 2, ext
+        pts = sorted(got.video_pts)
+        assert all(b > a for a, b in itertools.pairwise(pts)), ext
 
 
 def test_hostile_clients_do_not_disturb_viewers(
@@ -178,3 +187,18 @@ def test_keep_alive_and_options(server: Server, live_stream: LivePublisher) -> N
     assert b"Access-Control-Allow-Origin: *" in first
     assert b"Connection: keep-alive" in first
     assert b'"type":"live"' in rest
+
+
+def test_live_start_behind_edge(server: Server, live_stream: LivePublisher) -> None:
+    deadline = time.monotonic() + 10
+    while live_stream.last_dts < 3200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    edge = live_stream.last_dts
+    v = Viewer(server, f"/{live_stream.writer.stream}.flv?start=-2000", duration=1.5)
+    v.start()
+    v.join(20)
+    assert v.error is None and v.head.startswith(b"HTTP/1.1 200")
+    video = [ts for ty, ts, raw in _flv_tags(bytes(v.body)) if ty == 9 and raw[12] == 1]
+    assert edge - 3500 <= video[0] <= edge - 1500  # the keyframe >= 2 s behind the edge
+    assert video[-1] >= edge  # then caught up with the live edge

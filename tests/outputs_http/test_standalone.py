@@ -86,27 +86,37 @@ def test_unknown_stream_fails_cleanly(tmp_path: Path) -> None:
     assert b"not available" in r.stderr
 
 
-@pytest.mark.parametrize(("ext", "sig"), [("mp4", signal.SIGKILL), ("flv", signal.SIGTERM)])
-def test_live_recording_survives_stop(
-    live_stream: LivePublisher, tmp_path: Path, ext: str, sig: int
-) -> None:
-    out = tmp_path / f"live.{ext}"
-    proc = subprocess.Popen(
-        [*_cmd(PROGRAMS[ext]), "--stream", live_stream.writer.stream, str(out)], env=_env()
-    )
+def test_live_recording_survives_stop(live_stream: LivePublisher, tmp_path: Path) -> None:
+    """Record live MP4 (fragmented) and FLV at once; kill -9 one, SIGTERM the other."""
+    stops = {"mp4": signal.SIGKILL, "flv": signal.SIGTERM}
+    outs = {ext: tmp_path / f"live.{ext}" for ext in stops}
+    procs = {
+        ext: subprocess.Popen(
+            [*_cmd(PROGRAMS[ext]), "--stream", live_stream.writer.stream, str(outs[ext])],
+            env=_env(),
+        )
+        for ext in stops
+    }
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 60_000):
+        while time.monotonic() < deadline and any(
+            not p.exists() or p.stat().st_size < 60_000 for p in outs.values()
+        ):
             time.sleep(0.1)
         time.sleep(1.0)
     finally:
-        proc.send_signal(sig)
-        proc.wait(10)
-    got = decode(out)
-    assert got.video_frames >= 50 and got.video_keys >= 2
-    assert got.audio_frames >= 50
-    pts = sorted(got.video_pts)
-    steps = [b - a for a, b in itertools.pairwise(pts)]
-    assert all(0 < s <= 200 for s in steps), steps  # no repeat; the loop seam is the only gap
-    probe = ffprobe(out)
-    assert {s["codec_name"] for s in probe["streams"]} == {"h264", "aac"}
+        for ext, proc in procs.items():
+            proc.send_signal(stops[ext])
+        for proc in procs.values():
+            proc.wait(10)
+    assert procs["flv"].returncode == 0  # SIGTERM: a clean stop
+    for ext, out in outs.items():
+        got = decode(out)
+        assert got.errors == 0, ext
+        assert got.video_frames >= 50 and got.video_keys >= 2, ext
+        assert got.audio_frames >= 50, ext
+        pts = sorted(got.video_pts)
+        steps = [b - a for a, b in itertools.pairwise(pts)]
+        assert all(0 < s <= 200 for s in steps), steps  # no repeat; the loop seam is the only gap
+        probe = ffprobe(out)
+        assert {s["codec_name"] for s in probe["streams"]} == {"h264", "aac"}, ext

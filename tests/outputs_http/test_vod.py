@@ -201,3 +201,20 @@ def test_ogg_opus(
     assert got.errors == 0 and got.video_frames == 0
     assert abs(got.audio_frames - len(webm_source.of(webm_source.audio.id))) <= 1
     assert ffprobe(path)["streams"][0]["codec_name"] == "opus"
+
+
+def test_head_has_headers_only(server: Server, vod_stream: str) -> None:
+    import http.client
+
+    _, _, full = server.get(f"/{vod_stream}.mp4")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("HEAD", f"/{vod_stream}.mp4")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b""
+        assert int(r.headers["Content-Length"]) == len(full)
+        conn.request("GET", f"/json_{vod_stream}.js")  # same connection: kept alive
+        r = conn.getresponse()
+        assert r.status == 200 and r.read().startswith(b"{")
+    finally:
+        conn.close()
