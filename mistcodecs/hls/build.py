@@ -63,6 +63,9 @@ def media_playlist(
             by_msn.setdefault(p.msn, []).append(
                 Part(p.duration, part_uri(p), independent=p.independent)
             )
+    fixed_target = target or target_duration(shown, target_ms)
+    # rfc8216bis 6.2.2: parts more than 3 target durations from the end are dropped
+    live_edge = shown[-1].end_ms - 3000 * fixed_target if shown else 0
     for i, span in enumerate(shown):
         seg = Segment(span.duration, uri(span), discontinuity=span.msn in discontinuities and i > 0)
         if utc_offset_ms is not None and (i == 0 or seg.discontinuity):
@@ -71,7 +74,7 @@ def media_playlist(
             )
         if i == 0 and init_uri is not None:
             seg.init = InitSection(init_uri)
-        seg.parts = by_msn.get(span.msn, []) if ll else []
+        seg.parts = by_msn.get(span.msn, []) if ll and span.start_ms >= live_edge else []
         segments.append(seg)
     first_msn = shown[0].msn if shown else 0
     next_msn = shown[-1].msn + 1 if shown else 0
@@ -79,7 +82,7 @@ def media_playlist(
         segments=segments,
         media_sequence=first_msn,
         discontinuity_sequence=discontinuity_sequence,
-        target_duration=target or target_duration(shown, target_ms),
+        target_duration=fixed_target,
         endlist=ended,
         independent_segments=True,
     )

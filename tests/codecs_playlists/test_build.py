@@ -72,6 +72,10 @@ def test_live_snapshots_conform_and_follow_the_rules() -> None:
         assert pl.segments[0].program_date_time is not None
         assert pl.segments[0].program_date_time > datetime(2023, 1, 1, tzinfo=UTC)
         assert len(pl.preload_hints) == 1 and pl.preload_hints[0].type == "PART"
+        end = pl.duration
+        for seg in pl.segments:  # parts only near the live edge (3 target durations)
+            assert bool(seg.parts) == (end <= 6.0 + 1e-9)
+            end -= seg.duration
         assert pl.duration >= 8 or pl.first_msn == 0  # at least 4 target durations once available
         if previous is not None:
             assert check_update(previous, pl) == []
