@@ -11,6 +11,9 @@ longer than the target, and then the playlist's target duration grows). A cut
 is only decided once media time has passed start+target, so a live cutter fed a
 prefix of the keyframes produces a prefix of the segments of the whole list.
 
+Audio-only streams have no keyframes: pass every frame time (or MistServer-style
+virtual keys) as a keyframe, so segments end on frame boundaries.
+
 Part rule: a part ends on the first keyframe within (start, start+part_target],
 else on the last frame within it, else on the next frame. Parts therefore never
 straddle a keyframe, so every segment boundary is a part boundary and a part

@@ -110,3 +110,13 @@ def test_live_parts_are_a_prefix() -> None:
         live = cut_parts(frames[:upto], [k for k in keys if k <= frames[upto - 1]], 500)
         assert live == full[: len(live)]
         assert all(end <= frames[upto - 1] for _, end, _ in live)
+
+
+def test_audio_only_frames_as_keyframes() -> None:
+    # AAC at 48 kHz: 1024 samples = 21.333 ms per frame, rounded to ms as our model does
+    frames = [round(i * 1024 * 1000 / 48000) for i in range(300)]
+    spans = cut_segments(frames, 2000, end_ms=frames[-1] + 21)
+    assert all(s.end_ms - s.start_ms <= 2000 for s in spans)
+    assert all(s.end_ms in frames for s in spans[:-1])
+    assert [s.msn for s in spans] == list(range(len(spans)))
+    assert spans[0].end_ms >= 1980  # as close to the target as a frame boundary allows
