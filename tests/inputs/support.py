@@ -189,3 +189,28 @@ def wait_until(cond: Any, timeout: float = DEADLINE_S, what: str = "condition") 
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def decode_count(track: TrackMeta, packets: list[Packet]) -> tuple[int, int]:
+    """(frames decoded, decode errors) for our payloads given our init -- PyAV checks
+    that the AVCC/hvcC/ASC conventions hold, independently of our code."""
+    import av
+
+    names = {"H264": "h264", "HEVC": "hevc", "VP9": "vp9", "AAC": "aac", "MP3": "mp3",
+             "opus": "opus", "AC3": "ac3"}  # fmt: skip
+    ctx: Any = av.CodecContext.create(names[track.codec], "r")
+    if track.init:
+        ctx.extradata = track.init
+    frames = errors = 0
+    for p in packets:
+        pkt = av.Packet(p.data)
+        pkt.pts, pkt.dts = p.pts, p.dts
+        try:
+            frames += len(ctx.decode(pkt))
+        except av.FFmpegError:
+            errors += 1
+    try:
+        frames += len(ctx.decode(None))
+    except av.FFmpegError:
+        errors += 1
+    return frames, errors

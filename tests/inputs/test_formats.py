@@ -12,6 +12,7 @@ from tests.inputs.support import (
     InputProcess,
     Probed,
     by_track,
+    decode_count,
     probe,
     read_all,
     read_tracks,
@@ -68,6 +69,9 @@ def compare(packets: list[Packet], tracks: list[TrackMeta], probed: list[Probed]
         if dts:
             d = [p.dts - base_ours for p in got]
             _close(d, [None if v is None else v - base_theirs for v in theirs.dts], "dts")
+        if track.codec in ("H264", "HEVC", "AAC", "MP3", "AC3", "VP9"):
+            decoded, errors = decode_count(track, got)
+            assert errors == 0 and decoded >= len(got) - 2, f"{track.codec}: PyAV decoding"
         if sizes or track.type == "audio":
             adts = 7 if shift and track.codec == "AAC" else 0  # TS keeps ADTS headers
             assert [len(p.data) + adts for p in got] == theirs.sizes, f"{track.codec}: sizes"
