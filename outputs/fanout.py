@@ -113,6 +113,7 @@ class LiveFeed:
         self.batches = 0
         self.task: asyncio.Task[None] | None = None
         self.ended = False
+        self.meta_version = 0
 
     # ---- viewers ------------------------------------------------------------------------
     def join(self, conn: ViewerConn) -> Viewer:
@@ -150,8 +151,25 @@ class LiveFeed:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=name)
         self.task.add_done_callback(lambda _t: self._close())
 
+    def _tracks_changed(self) -> bool:
+        """True when a selected track vanished or its codec/init changed (publisher restart).
+
+        The header cannot change under viewers that already parsed it, so the feed ends
+        and players reconnect to a fresh one. Checked only when the metadata version moved.
+        """
+        meta = self.reader.meta
+        if meta.version == self.meta_version:
+            return False
+        self.meta_version = meta.version
+        for t in self.tracks:
+            now = meta.tracks.get(t.id)
+            if now is None or now.codec != t.codec or bytes(now.init) != bytes(t.init):
+                return True
+        return False
+
     async def _run(self) -> None:
         reader = self.reader
+        self.meta_version = reader.meta.version
         while True:
             pieces: list[bytes] = []
             key_at = -1  # index in pieces of the last keyframe-aligned piece
@@ -172,7 +190,7 @@ class LiveFeed:
                     break  # keep batches short so one stream never hogs the loop
             if pieces:
                 self._publish(pieces, key_at)
-            elif reader.at_end():
+            elif reader.at_end() or self._tracks_changed():
                 tail = self.muxer.end()
                 for v in list(self.viewers):
                     if tail and v.state is ViewerState.LIVE:

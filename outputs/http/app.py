@@ -96,6 +96,7 @@ class HttpApp:
                 return error_response(
                     status, f"/{r.prefix}/ output is not available in this server"
                 )
+            req.app = self
             return await handler.handle(req, r.stream, r.rest)
         if req.method not in ("GET", "HEAD"):
             return error_response(405, f"{req.method} is not allowed here")
@@ -124,7 +125,7 @@ class HttpApp:
         return text_response(200, page, "text/html; charset=utf-8")
 
     async def _info(self, req: Request, r: InfoRoute) -> Response:
-        reader = await self._find(r.stream, wait=False)
+        reader = await self.find_stream(r.stream, wait=False)
         try:
             if reader is None:
                 body = info.status_json(r.stream, None, StreamState.OFF, 0, req.host)
@@ -147,7 +148,7 @@ class HttpApp:
             opts = parse_query(req.query)
         except BadQuery as exc:
             return error_response(400, str(exc))
-        reader = await self._find(r.stream, wait=True)
+        reader = await self.find_stream(r.stream, wait=True)
         if reader is None:
             return error_response(404, f"Stream {r.stream!r} not found (offline or not configured)")
         handed_off = False
@@ -192,8 +193,9 @@ class HttpApp:
             if not handed_off:
                 reader.close()
 
-    async def _find(self, stream: str, wait: bool) -> Any | None:
-        """A reader for ``stream``, asking the controller to start its input if needed."""
+    async def find_stream(self, stream: str, wait: bool = True) -> Any | None:
+        """A reader for ``stream`` (the caller closes it), asking the controller to start
+        its input if needed; ``None`` when the stream is not available."""
         try:
             return self.open_reader(stream)
         except self.not_found:

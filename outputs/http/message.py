@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 REASONS = {
@@ -53,6 +53,9 @@ class Request:
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes = b""
     peer: str = ""
+    # The MistOutHTTP application handling the request (``outputs.http.app.HttpApp``):
+    # plug-in handlers use ``await req.app.find_stream(name)`` to get a bus reader.
+    app: Any = None
 
     @property
     def path(self) -> str:

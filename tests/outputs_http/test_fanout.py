@@ -139,3 +139,27 @@ async def test_stream_end_closes_viewers(source: Source) -> None:
     finally:
         await hub.close()
         writer.close()
+
+
+async def test_new_init_ends_feed(source: Source) -> None:
+    """A publisher restart with new codec data ends the feed (players reconnect)."""
+    name = unique("faninit")
+    writer = StreamWriter(name, live=True)
+    for t in source.tracks:
+        writer.add_track(t)
+    writer.set_state(StreamState.READY)
+    for f in source.frames[:60]:
+        writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
+    hub = FanoutHub(StreamReader)
+    try:
+        viewer = Recorder()
+        watch = asyncio.ensure_future(
+            hub.watch(viewer, name, REGISTRY.formats["ts"], source.tracks)
+        )
+        await _until(lambda: len(viewer.data) > 0)
+        writer.update_track(1, init=bytes(source.video.init) + b"\x00")
+        await asyncio.wait_for(watch, 5)
+        assert viewer.closed and not hub.feeds
+    finally:
+        await hub.close()
+        writer.close()

@@ -1,0 +1,69 @@
+"""The HttpApp handler in-process: the plug-in API other outputs (HLS, CMAF, WebRTC) use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from outputs.formats import REGISTRY, SourceEntry, register_prefix, register_source
+from outputs.http.app import HttpApp
+from outputs.http.info import status_json
+from outputs.http.message import Request, Response
+from shm import StreamNotFound, StreamReader
+
+
+@pytest.fixture
+def plugin() -> Iterator[list[tuple[str, str]]]:
+    calls: list[tuple[str, str]] = []
+
+    async def handle(req: Request, stream: str, rest: str) -> Response:
+        calls.append((stream, rest))
+        reader = await req.app.find_stream(stream, wait=False)
+        if reader is None:
+            return Response(404, {}, b"offline")
+        try:
+            tracks = sorted(reader.meta.tracks)
+        finally:
+            reader.close()
+        return Response(200, {"Content-Type": "text/plain"}, repr(tracks).encode())
+
+    register_prefix("hls", handle, "HLS")
+    entry = SourceEntry(
+        "html5/application/vnd.apple.mpegurl", "HLS (TS)", 9, "/hls/{s}/index.m3u8",
+        frozenset({"H264"}), frozenset({"AAC"}),
+    )  # fmt: skip
+    register_source(entry)
+    try:
+        yield calls
+    finally:
+        del REGISTRY.prefixes["hls"]
+        REGISTRY.sources.remove(entry)
+
+
+async def test_prefix_plugin_gets_stream_and_reader(
+    plugin: list[tuple[str, str]], vod_stream: str
+) -> None:
+    app = HttpApp(StreamReader, StreamNotFound, use_controller=False)
+    resp = await app(Request("GET", f"/hls/{vod_stream}/1_2/index.m3u8", "HTTP/1.1", {}))
+    assert (resp.status, resp.body) == (200, b"[1, 2]")
+    assert plugin == [(vod_stream, "1_2/index.m3u8")]
+    resp = await app(Request("GET", "/hls/missing/index.m3u8", "HTTP/1.1", {}))
+    assert resp.status == 404
+    reader = StreamReader(vod_stream)
+    try:
+        meta = reader.meta
+        info = status_json(vod_stream, meta, meta.state, meta.progress, "h:1")
+    finally:
+        reader.close()
+    hls = [s for s in info["source"] if s["type"] == "html5/application/vnd.apple.mpegurl"]
+    assert hls and hls[0]["url"] == f"http://h:1/hls/{vod_stream}/index.m3u8"
+
+
+async def test_unregistered_prefixes_answer_415_and_501() -> None:
+    app = HttpApp(StreamReader, StreamNotFound, use_controller=False)
+    assert (await app(Request("GET", "/cmaf/x/index.mpd", "HTTP/1.1", {}))).status == 415
+    assert (await app(Request("POST", "/whip/x", "HTTP/1.1", {}))).status == 501
+    assert (await app(Request("POST", "/x.flv", "HTTP/1.1", {}))).status == 405
+    resp = await app(Request("OPTIONS", "/x.flv", "HTTP/1.1", {}))
+    assert resp.status == 204 and b"\r\nContent-Length:" not in resp.head_bytes(True)
