@@ -129,7 +129,7 @@ def feed_file(
     size: int,
     progress: Progress,
     feed: Callable[[bytes, int], None],
-    chunk: int = 1 << 20,
+    chunk: int = 256 * 1024,
 ) -> None:
     """Stream a file through ``feed(data, position)`` with progress reports."""
     done = 0
