@@ -202,7 +202,7 @@ class StreamWriter:
                     reclaimed = False
                 except posix_ipc.ExistentialError:
                     continue  # lost a creation race: open the winner's
-            if not seg.lock(blocking=False):
+            if not _lock_briefly(seg):
                 pid = L.LOCK.unpack_from(seg.view, 0)[0]
                 seg.close()
                 raise StreamBusy(f"stream {stream!r} is already written by pid {pid}")
@@ -366,10 +366,7 @@ class StreamWriter:
     def _housekeeping(self) -> None:
         """Free the slots of readers that died (their wake-up socket or pid is gone)."""
         self._last_housekeeping = time.monotonic()
-        dead = self._waker.dead
-        self._waker.dead = []
-        for i in dead:
-            self.users.release(i)
+        self._waker.dead = []  # refused wake-ups only hint; the pid check below decides
         self.users.reap_dead()
 
     def _start_key(self, t: _Track, dts: int, size: int) -> None:
@@ -774,6 +771,18 @@ class StreamWriter:
                 self.last_viewer_time = time.monotonic()
                 return True
         return False
+
+
+def _lock_briefly(seg: Segment) -> bool:
+    """Take the writer lock; a liveness probe (shared lock) may hold it for microseconds."""
+    for _ in range(5):
+        if seg.lock(blocking=False):
+            return True
+        if not pid_alive(L.LOCK.unpack_from(seg.view, 0)[0]):
+            time.sleep(0.002)  # owner gone: only a probe can be holding it
+            continue
+        return False
+    return False
 
 
 def _remove_leftovers(stream: str) -> None:

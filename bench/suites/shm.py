@@ -50,22 +50,26 @@ def _reader_count(stream: str, n: int, ready: Any, out: Any) -> None:
     ready.put(os.getpid())
     got = 0
     read = r.read
-    while got < n:
-        if read() is None:
+    last = n - 1
+    while True:
+        p = read()
+        if p is None:
             r.wait_sync(1.0)
-        else:
-            got += 1
-    out.put(time.perf_counter())
+            continue
+        got += 1
+        if p.dts == last:
+            break
+    out.put((time.perf_counter(), got, r.skipped))
     r.close()
 
 
-def _reader_idle(stream: str, ready: Any, stop: Any) -> None:
+def _reader_idle(stream: str, ready: Any) -> None:
     r = StreamReader(stream)
     r.seek_live()
     ready.put(os.getpid())
-    while stop.empty():
+    while not r.closed:  # the writer's close wakes us
         if r.read() is None:
-            r.wait_sync(0.5)
+            r.wait_sync(30.0)
     r.close()
 
 
@@ -122,11 +126,13 @@ def throughput(quick: bool) -> dict[str, float]:
         for i in range(n):
             append(tid, i, 0, i % 60 == 0, payload)
         t_write = time.perf_counter() - t0
-        t_end = out.get(timeout=120)
+        t_end, got, skipped = out.get(timeout=120)
         for p in procs:
             p.join(10)
     return {
-        "packets_per_s": round(n / (t_end - t0)),
+        "packets_per_s": round(got / (t_end - t0)),
+        "reader_packets": got,
+        "reader_skipped": skipped,
         "writer_packets_per_s": round(n / t_write),
         "packet_bytes": 1400,
     }
@@ -135,11 +141,11 @@ def throughput(quick: bool) -> dict[str, float]:
 def idle_cpu(quick: bool, readers: int = 20) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     stream = f"benchidle{os.getpid()}"
-    ready, stop = ctx.Queue(), ctx.Queue()
+    ready = ctx.Queue()
     with StreamWriter(stream) as w:
         tid = w.add_track(TrackMeta(0, "video", "H264"))
         w.append(tid, 0, 0, True, b"x")
-        procs = _start(ctx, _reader_idle, (stream, ready, stop), readers, ready)
+        procs = _start(ctx, _reader_idle, (stream, ready), readers, ready)
         time.sleep(0.5)
         ps = [psutil.Process(p.pid) for p in procs]
         span = 2.0 if quick else 5.0
@@ -148,9 +154,8 @@ def idle_cpu(quick: bool, readers: int = 20) -> dict[str, float]:
         time.sleep(span)
         c1 = sum(sum(p.cpu_times()[:2]) for p in ps)
         wall = time.monotonic() - t0
-        stop.put(1)
-        for p in procs:
-            p.join(10)
+    for p in procs:
+        p.join(10)
     return {"idle_cpu_percent": round((c1 - c0) / wall * 100, 3), "idle_readers": readers}
 
 
