@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs
 
+from mistcodecs.errors import FormatError
 from mistcodecs.hls.media import MediaPlaylist
 
 BLOCK_TIMEOUT_TARGETS = 3  # wait at most this many target durations, then 503
@@ -51,7 +52,7 @@ class Decision:
         return {Outcome.ANSWER: 200, Outcome.BAD_REQUEST: 400}.get(self.outcome)
 
 
-class BadDirective(ValueError):
+class BadDirective(FormatError):
     """The query holds delivery directives a server must answer with 400."""
 
 
