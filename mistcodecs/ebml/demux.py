@@ -231,11 +231,12 @@ class EbmlDemuxer:
                 self._pos = min(self._skip_end, self._base + len(buf))
                 if self._pos < self._skip_end:
                     break
-            # close sized masters we have reached the end of
-            while (
-                self._stack and self._stack[-1][1] is not None and self._pos >= self._stack[-1][1]
-            ):
-                self._stack.pop()
+            # close sized masters we have reached the end of, with anything inside them
+            # (an unknown-size Cluster in a sized Segment ends with the Segment)
+            for i, (_eid, end) in enumerate(self._stack):
+                if end is not None and self._pos >= end:
+                    del self._stack[i:]
+                    break
             rel = self._pos - self._base
             if not self._stack and self.segment_data_offset is not None:
                 # after a complete Segment only another EBML stream may follow
@@ -253,8 +254,12 @@ class EbmlDemuxer:
             if self._done:
                 return
             depth = len(self._stack)
-            parent_end = self._stack[-1][1] if self._stack else None
-            if parent_end is not None and (hdr.end is None or hdr.end > parent_end):
+            parent_end = None  # end of the innermost sized ancestor
+            for _eid, end in self._stack:
+                parent_end = end if end is not None else parent_end
+            if hdr.end is None and hdr.id in DESCEND:
+                pass  # unknown size: ends where its sized ancestor ends
+            elif parent_end is not None and (hdr.end is None or hdr.end > parent_end):
                 raise FormatError(
                     f"{hdr.name} at byte {hdr.offset} ({hdr.size} bytes) runs past its parent's end at byte {parent_end}"
                 )

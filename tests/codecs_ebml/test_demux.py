@@ -187,3 +187,20 @@ def test_seek_to_cue(ebml_media: dict[str, Path]) -> None:
     assert [p.dts for p in video] == sorted(p.dts for p in video) and min(
         p.offset for p in video
     ) >= 0
+
+
+def test_unknown_size_cluster_in_sized_segment() -> None:
+    from mistcodecs.ebml import EbmlMuxer
+    from mistcodecs.ebml import schema as s
+    from mistcodecs.ebml.element import element
+
+    m = EbmlMuxer([TrackMeta(1, "audio", "MP3", rate=44100, channels=1)], webm=False)
+    head = m.header()
+    seg = head.index(s.SEGMENT.to_bytes(4, "big"))
+    body = head[seg + 12 :] + b"".join(
+        m.packet(Packet(1, t, 0, True, b"x")) for t in (0, 6000, 7000)
+    )
+    data = head[:seg] + element(s.SEGMENT, body) + b"\x00junk"
+    d, events = demux(data)
+    assert [p.pts for p in events if isinstance(p, Packet)] == [0, 6000, 7000]
+    assert d.trailing_bytes == 5
