@@ -58,6 +58,7 @@ class HttpConnection(asyncio.Protocol):
         self._queue: list[Request] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._header_deadline = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._closed = False
@@ -91,8 +92,8 @@ class HttpConnection(asyncio.Protocol):
         if self._task is None:
             if self._queue:
                 self._start_next()
-            elif self.parser.in_request and not isinstance(self._timer_kind, _HeaderTimer):
-                self._arm(self.header_timeout, self._on_header_timeout, _HeaderTimer())
+            elif self.parser.in_request and not self._header_deadline:
+                self._arm(self.header_timeout, self._on_header_timeout, header=True)
 
     def eof_received(self) -> bool | None:
         if self._task is None and not self._queue:
@@ -146,8 +147,6 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     # ---- request handling -------------------------------------------------------------
-    _timer_kind: object = None
-
     def _start_next(self) -> None:
         self._cancel_timer()
         req = self._queue.pop(0)
@@ -191,7 +190,7 @@ class HttpConnection(asyncio.Protocol):
         if self._queue:
             self._start_next()
         elif self.parser.in_request:
-            self._arm(self.header_timeout, self._on_header_timeout, _HeaderTimer())
+            self._arm(self.header_timeout, self._on_header_timeout, header=True)
         else:
             self._arm(self.idle_timeout, self._on_idle)
 
@@ -204,16 +203,17 @@ class HttpConnection(asyncio.Protocol):
         self.close()
 
     # ---- timers -------------------------------------------------------------------------
-    def _arm(self, delay: float, callback: Callable[[], None], kind: object = None) -> None:
+    def _arm(self, delay: float, callback: Callable[[], None], header: bool = False) -> None:
+        """One timer per connection; the header deadline is not pushed back by more bytes."""
         self._cancel_timer()
-        self._timer_kind = kind
+        self._header_deadline = header
         self._timer = asyncio.get_running_loop().call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._timer_kind = None
+        self._header_deadline = False
 
     def _on_idle(self) -> None:
         if self._task is None:
@@ -225,7 +225,3 @@ class HttpConnection(asyncio.Protocol):
     def _on_header_timeout(self) -> None:
         if self._task is None:
             self._fail(408, "Request header not received in time")
-
-
-class _HeaderTimer:
-    """Marker: the armed timer is the header deadline (not re-armed on each byte)."""
