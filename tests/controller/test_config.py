@@ -14,7 +14,9 @@ from pathlib import Path
 
 import av
 import pytest
+from click.testing import CliRunner
 
+from controller.cli import command
 from tests.controller.conftest import CONTROLLER, base_config, post, wait_for
 
 
@@ -157,13 +159,10 @@ def test_reload_on_file_change_and_sighup(mist_factory) -> None:
 
 
 def test_cli_flags(mist_factory) -> None:
-    out = subprocess.run(
-        [*CONTROLLER, "--version"], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert out.stdout.startswith("MistController, version ")
-    helptext = subprocess.run(
-        [*CONTROLLER, "--help"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
+    runner = CliRunner()
+    out = runner.invoke(command, ["--version"])
+    assert out.exit_code == 0 and out.output.startswith("MistController, version ")
+    helptext = runner.invoke(command, ["--help"]).output
     for flag in (
         "-c, --config",
         "-p, --port",
@@ -176,6 +175,7 @@ def test_cli_flags(mist_factory) -> None:
         "-v, --version",
     ):
         assert flag in helptext
+    assert runner.invoke(command, ["-g", "11"]).exit_code == 2
     mist = mist_factory(base_config(0), args=["-a", "boss:pw", "-S", "metrics"])
     data = json.loads(mist.config.read_text())
     assert data["account"]["boss"]["password"] == hashlib.md5(b"pw").hexdigest()

@@ -81,7 +81,7 @@ def test_removed_protocol_is_stopped_and_logs_flow(mist_factory) -> None:
 
 def test_stalled_connector_is_killed_and_restarted(mist_factory) -> None:
     dport = free_port()
-    cfg = base_config(0, None, stall_timeout=2)
+    cfg = base_config(0, None, stall_timeout=1.5)
     cfg["config"]["protocols"] = [{"connector": "Dummy", "port": dport, "stall": True}]
     mist = mist_factory(cfg)
     first = wait_for(lambda: greeting(dport), 15, 0.1, "the dummy connector")
