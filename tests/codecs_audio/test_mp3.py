@@ -57,7 +57,7 @@ def test_split_matches_ffprobe(audio_media: dict[str, Path], tmp_path: Path, nam
     events = demux(data)
     tracks, packets = split(events)
     stream = probe_streams(src)[0]
-    assert (tracks[0].rate, tracks[0].channels) == (int(stream["sample_rate"]), stream["channels"])  # type: ignore[call-overload]
+    assert (tracks[0].rate, tracks[0].channels) == (int(stream["sample_rate"]), stream["channels"])
     probed = probe_packets(src)
     mine = packets[1]
     assert len(mine) == len(probed)

@@ -54,11 +54,11 @@ def test_demux_and_exact_round_trip(
         int(stream["sample_rate"]),
         stream["channels"],
         bits,
-    )  # type: ignore[call-overload]
+    )
     frame_bytes = t.channels * bits // 8
     total = sum(len(p.data) for p in packets[1])
     assert total == len(data_chunk(raw))
-    assert int(stream["duration_ts"]) == total // frame_bytes  # type: ignore[call-overload]
+    assert int(stream["duration_ts"]) == total // frame_bytes
     # timestamps follow the sample count
     offsets = np.cumsum([0] + [len(p.data) // frame_bytes for p in packets[1][:-1]])
     assert [p.dts for p in packets[1]] == [int(o * 1000 // t.rate) for o in offsets]
