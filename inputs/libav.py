@@ -106,6 +106,7 @@ class AvFormat(VodFormat):
             if not count:
                 raise SourceError(f"FFmpeg cannot demux it: {exc}") from exc
             warnings.append(f"damaged or truncated: {exc}; serving the {count} frames before it")
+        warnings += _shortfall(container, usable, frames)
         for tid, (s, conv) in enumerate(usable, start=1):
             meta = track_meta(tid, s, conv)
             conv.finish(meta)
@@ -114,6 +115,26 @@ class AvFormat(VodFormat):
 
     def open_loader(self, path: str, index: MediaIndex) -> FrameLoader:
         return AvLoader(path)
+
+
+def _shortfall(
+    container: Any, usable: list[tuple[Any, Converter]], frames: dict[int, TrackIndex]
+) -> list[str]:
+    """FFmpeg ends quietly at a cut: compare with what the headers promised."""
+    out = []
+    for tid, (s, _) in enumerate(usable, start=1):
+        have, promised = len(frames[tid]), int(s.frames or 0)
+        if promised and have < promised * 98 // 100:
+            out.append(f"stream {s.index}: {have} of {promised} frames present (truncated?)")
+    if not out and container.duration and any(len(f) for f in frames.values()):
+        declared = container.duration / 1000  # AV_TIME_BASE (us) -> ms
+        start = min(f.dts[0] for f in frames.values() if len(f))
+        end = max(f.dts[-1] for f in frames.values() if len(f))
+        if end - start < declared * 0.9 - 1000:
+            out.append(
+                f"media ends after {end - start} ms of {declared:.0f} ms declared (truncated?)"
+            )
+    return out
 
 
 @dataclass
