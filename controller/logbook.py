@@ -8,6 +8,7 @@ the ``-L`` log file instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from common.log import LogRecord, kind_level, parse_machine
+from common.log import LogRecord, kind_level, kind_of, parse_machine
 
 KEEP = 1000
 API_LINES = 100
@@ -95,3 +96,35 @@ class Logbook:
             self.out.flush()
         except (OSError, ValueError):
             pass
+
+
+class LogbookHandler(logging.Handler):
+    """Routes Python logging (aiohttp, asyncio) of the controller into its logbook."""
+
+    def __init__(self, logbook: Logbook) -> None:
+        super().__init__(logging.WARNING)
+        self.logbook = logbook
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + logging.Formatter().formatException(record.exc_info)
+        where = f"{os.path.basename(record.pathname)}:{record.lineno}"
+        self.logbook.add(
+            LogRecord(
+                record.created,
+                kind_of(record.levelno),
+                "MistController",
+                os.getpid(),
+                where,
+                "",
+                msg,
+            )
+        )
+
+    @classmethod
+    def install(cls, logbook: Logbook, names: tuple[str, ...] = ("aiohttp", "asyncio")) -> None:
+        for name in names:
+            logger = logging.getLogger(name)
+            logger.handlers = [cls(logbook)]
+            logger.propagate = False

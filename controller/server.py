@@ -31,7 +31,7 @@ from controller.config_store import ConfigError, ConfigStore, normalise
 from controller.default_config import DATA_DIR, DEMO_FILE, build_default, make_demo_clip
 from controller.http_api import HttpApi
 from controller.inputs import choose_input
-from controller.logbook import Logbook
+from controller.logbook import Logbook, LogbookHandler
 from controller.programs import CapabilityCache
 from controller.supervisor import Child, Spec, State, Supervisor
 from controller.udp_api import UdpApi
@@ -80,6 +80,7 @@ class Controller:
         self.logbook = Logbook(DEFAULT_DEBUG)
         if options.logfile:
             self.logbook.open_file(options.logfile)
+        LogbookHandler.install(self.logbook)
         self.auth = Authenticator(self.store.data["account"])
         self.caps = CapabilityCache(self.data_dir / "capabilities-cache.json", self.logbook.emit)
         self.supervisor = Supervisor(
@@ -479,6 +480,8 @@ class Controller:
     def protocol_online(self, index: int) -> Any:
         value = self.online.get(index, 0)
         if isinstance(value, str) and value.startswith("out:"):
+            if self.supervisor.fatal(value):
+                return "Invalid configuration"
             return 1 if self.supervisor.running(value) else 0
         return value
 

@@ -13,7 +13,9 @@ connectors and the inputs of ``always_on`` streams) and may add on-demand inputs
 4. starts desired children that are missing or whose backoff has elapsed.
 
 Backoff after consecutive failures: 0.5 s, 1 s, 2 s ... capped at 10 s; a child that
-ran for :data:`STABLE_S` seconds has its failure count reset.
+ran for :data:`STABLE_S` seconds has its failure count reset. Exit code 2 within
+:data:`USAGE_WINDOW_S` of starting is a usage error (click's code for bad flags): the
+child goes FATAL and is not restarted until its configuration (and so its key) changes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from controller.logbook import Logbook
 
 STABLE_S = 10.0
+USAGE_WINDOW_S = 3.0
+EXIT_USAGE = 2
 STOP_GRACE_S = 5.0
 BACKOFF_MAX_S = 10.0
 
@@ -128,6 +132,10 @@ class Supervisor:
                 return True
         return False
 
+    def fatal(self, key: str) -> bool:
+        child = self.children.get(key)
+        return child is not None and child.state == State.FATAL
+
     def running(self, key: str) -> bool:
         child = self.children.get(key)
         return child is not None and child.state in (State.STARTING, State.RUNNING)
@@ -193,6 +201,15 @@ class Supervisor:
                 "WARN", f"{program} (pid {child.pid}) ended ({how}) after {ran:.1f} s", stream
             )
             del self.children[key]
+            return
+        if code == EXIT_USAGE and ran < USAGE_WINDOW_S:
+            self.logbook.emit(
+                "ERROR",
+                f"{program} (pid {child.pid}) rejected its arguments (exit code 2); not restarting until its configuration changes",
+                stream,
+            )
+            child.state = State.FATAL
+            child.proc = None
             return
         child.failures = 1 if ran >= STABLE_S else child.failures + 1
         delay = backoff_delay(child.failures)

@@ -225,3 +225,26 @@ def test_shared_memory_of_dead_inputs_is_cleaned(mist_factory) -> None:
     wait_for(lambda: stream_page_names(stream), 10, what="pages again")
     assert mist.stop() == 0
     assert not stream_page_names(stream)
+
+
+def test_usage_error_is_fatal_until_the_config_changes(mist_factory) -> None:
+    cfg = base_config(0)
+    cfg["config"]["protocols"] = [{"connector": "Dummy", "port": "notaport"}]
+    mist = mist_factory(cfg)
+    wait_for(
+        lambda: mist.protocol_online() == ["Invalid configuration"], 15, what="usage error noticed"
+    )
+    log = mist.api({"log": True}, "/api2")["log"]
+    assert sum("rejected its arguments" in line[2] for line in log) == 1
+    dport = free_port()
+    mist.api(
+        {
+            "updateprotocol": [
+                {"connector": "Dummy", "port": "notaport"},
+                {"connector": "Dummy", "port": dport},
+            ]
+        },
+        "/api2",
+    )
+    wait_for(lambda: greeting(dport), 15, 0.1, "the fixed connector")
+    assert mist.protocol_online() == [1]
