@@ -59,8 +59,9 @@ def main() -> None:
     for name, (video, audio, mux) in FIXTURES.items():
         ffmpeg(video, audio, mux, HERE / name)
     hls = HERE / HLS
-    shutil.rmtree(hls.parent, ignore_errors=True)
-    hls.parent.mkdir()
+    hls.parent.mkdir(exist_ok=True)
+    for old in hls.parent.glob("*.ts"):  # keep the golden sidecars
+        old.unlink()
     ffmpeg(X264, AAC, ["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
                        "-hls_segment_filename", str(hls.parent / "seg%d.ts")], hls)  # fmt: skip
     for path in sorted(HERE.rglob("*")):
