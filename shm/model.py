@@ -19,7 +19,7 @@ vorbis    Xiph-laced id/comment/setup headers    one Vorbis packet
 AC3       empty                                  one AC-3 frame
 FLAC      fLaC + STREAMINFO block                one FLAC frame
 PCM       empty; ``size`` bits, big-endian       interleaved signed samples
-subtitle  empty                                  UTF-8 text; duration in ``offset``-free
+subtitle  empty                                  4-byte BE cue duration (ms) + UTF-8 text
 ========  =====================================  =========================================
 
 Track ``type`` is ``video``, ``audio`` or ``meta`` (subtitles, JSON).
