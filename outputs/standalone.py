@@ -247,15 +247,17 @@ ogg_main = make_main("ogg")
 
 
 def hls_main() -> None:
-    """Placeholder until the HLS output exists: HLS is served by MistOutHTTP."""
-    print(
-        "MistOutHLS: HLS is served through MistOutHTTP (/hls/<stream>/index.m3u8); use MistOutHTTP"
-    )
+    """``MistOutHLS``: capabilities (``-j``); HLS itself is served inside MistOutHTTP."""
+    from outputs.hls.main import hls_main as run
+
+    run()
 
 
 def cmaf_main() -> None:
-    """Placeholder until the CMAF output exists: CMAF is served by MistOutHTTP."""
-    print("MistOutCMAF: DASH/CMAF is served through MistOutHTTP (/cmaf/<stream>/); use MistOutHTTP")
+    """``MistOutCMAF``: capabilities (``-j``); DASH/CMAF is served inside MistOutHTTP."""
+    from outputs.hls.main import cmaf_main as run
+
+    run()
 
 
 PROGRAMS: dict[str, Callable[..., Any]] = {

@@ -72,6 +72,7 @@ class HttpApp:
         input_wait_s: float = 20.0,
         track_wait_s: float = 10.0,
         use_controller: bool = True,
+        public_url: str = "",
     ) -> None:
         if open_reader is None or not_found is None:
             open_reader, not_found = default_reader_factory()
@@ -81,6 +82,7 @@ class HttpApp:
         self.input_wait_s = input_wait_s
         self.track_wait_s = track_wait_s
         self.use_controller = use_controller and os.environ.get("MIST_CONTROL") != "none"
+        self.public_url = public_url.rstrip("/")
         self._player = resources.files("outputs.http").joinpath("player.html").read_text()
 
     async def __call__(self, req: Request) -> Response:
@@ -128,10 +130,10 @@ class HttpApp:
         reader = await self.find_stream(r.stream, wait=False)
         try:
             if reader is None:
-                body = info.status_json(r.stream, None, StreamState.OFF, 0, req.host)
+                body = info.status_json(r.stream, None, StreamState.OFF, 0, self._base(req))
             else:
                 meta = reader.meta
-                body = info.status_json(r.stream, meta, meta.state, meta.progress, req.host)
+                body = info.status_json(r.stream, meta, meta.state, meta.progress, self._base(req))
         finally:
             if reader is not None:
                 reader.close()
@@ -141,6 +143,12 @@ class HttpApp:
             {"Content-Type": ctype, "Cache-Control": "no-cache"},
             info.render(r.stream, body, r.javascript).encode(),
         )
+
+    def _base(self, req: Request) -> str:
+        """Scheme and host for absolute URLs: ``--pubaddr`` or the request's Host."""
+        if self.public_url:
+            return self.public_url
+        return f"http://{req.host}" if req.host else ""
 
     # ---- media --------------------------------------------------------------------------
     async def _media(self, req: Request, r: FormatRoute) -> Response:

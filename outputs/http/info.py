@@ -107,9 +107,9 @@ def _playable(
     return (min(len(v), 1) + min(len(a), 1), len(v) + len(a))
 
 
-def sources(stream: str, tracks: list[TrackMeta], host: str) -> list[dict[str, Any]]:
+def sources(stream: str, tracks: list[TrackMeta], base: str) -> list[dict[str, Any]]:
+    """Playable URLs; ``base`` is the scheme and host (``http://h:8080``) or empty."""
     name = quote(stream, safe="+")
-    base = f"http://{host}" if host else ""
     out: list[dict[str, Any]] = []
     entries: list[FormatSpec | SourceEntry] = [*REGISTRY.formats.values(), *REGISTRY.sources]
     for e in entries:
@@ -138,7 +138,7 @@ def sources(stream: str, tracks: list[TrackMeta], host: str) -> list[dict[str, A
 
 
 def status_json(
-    stream: str, meta: MetaLike | None, state: StreamState, progress: int, host: str
+    stream: str, meta: MetaLike | None, state: StreamState, progress: int, base: str
 ) -> dict[str, Any]:
     """The body of ``/json_<s>.js`` for a stream (``meta`` None when it is not on the bus)."""
     if meta is None or state != StreamState.READY or not meta.tracks:
@@ -176,7 +176,7 @@ def status_json(
         "height": height,
         "unixoffset": 0,
         "meta": meta_out,
-        "source": sources(stream, tracks, host),
+        "source": sources(stream, tracks, base),
     }
 
 

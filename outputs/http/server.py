@@ -42,23 +42,19 @@ CAPS = Capabilities(
     "stream info (json_/info_), player page, and the HTTP-based outputs that plug into it.",
     kind="connector",
     port=HTTP_PORT,
-    url_rel="/$",
     settings=[
         Setting(
             "idle_timeout", "Close idle keep-alive connections after this many seconds", "uint", 60
         ),
         Setting("header_timeout", "Seconds a client may take to send a request header", "uint", 10),
-        Setting("pubaddr", "Public address(es) of this server, used in generated URLs", "str", ""),
+        Setting(
+            "pubaddr",
+            "Public base URL of this server (e.g. https://cdn.example.com), used in generated URLs",
+            "str",
+            "",
+        ),
     ],
-    extra={
-        "url_match": [
-            "/$.html",
-            "/json_$.js",
-            "/info_$.js",
-            "/crossdomain.xml",
-            "/clientaccesspolicy.xml",
-        ]
-    },
+    extra={"provides": "HTTP"},  # HTTP-dependent outputs declare "deps": "HTTP"
 )
 
 
@@ -76,13 +72,18 @@ def make_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
 
 
 async def serve(
-    host: str, port: int, idle_timeout: float, header_timeout: float, debug: int | None = None
+    host: str,
+    port: int,
+    idle_timeout: float,
+    header_timeout: float,
+    debug: int | None = None,
+    pubaddr: str = "",
 ) -> None:
     from common import runtime
 
     rt = await runtime.start_async("MistOutHTTP", debug=debug)
     load_plugins()
-    app = HttpApp()
+    app = HttpApp(public_url=pubaddr)
     conns: set[HttpConnection] = set()
     sock = make_socket(host, port)
     loop = asyncio.get_running_loop()
@@ -126,7 +127,9 @@ def main(
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(interface, port, float(idle_timeout), float(header_timeout), debug))
+        asyncio.run(
+            serve(interface, port, float(idle_timeout), float(header_timeout), debug, pubaddr)
+        )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ async def test_prefix_plugin_gets_stream_and_reader(
     reader = StreamReader(vod_stream)
     try:
         meta = reader.meta
-        info = status_json(vod_stream, meta, meta.state, meta.progress, "h:1")
+        info = status_json(vod_stream, meta, meta.state, meta.progress, "http://h:1")
     finally:
         reader.close()
     hls = [s for s in info["source"] if s["type"] == "html5/application/vnd.apple.mpegurl"]
