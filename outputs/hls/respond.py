@@ -1,0 +1,96 @@
+"""HTTP answers shared by the HLS and CMAF handlers: cache headers, ETags, single flight.
+
+Segments and parts are named by their media times and never change once made, so a CDN
+may keep them (``immutable``); live playlists change every part or segment and get a
+max-age of one second (blocking reloads, whose URL names the state they wait for, may
+be kept longer, as rfc8216bis 6.2.5.2 suggests). Every body carries a strong ETag and
+``If-None-Match`` is answered with 304. CORS headers are added by MistOutHTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from outputs.hls.engine import CACHE, StreamSegments
+from outputs.http.message import Request, Response, error_response
+
+M3U8 = "application/vnd.apple.mpegurl"
+MPD = "application/dash+xml"
+TS = "video/mp2t"
+M4S = "video/mp4"
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+_inflight: dict[Any, asyncio.Future[bytes]] = {}
+
+
+def etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def body_response(req: Request, body: bytes, content_type: str, cache_control: str) -> Response:
+    tag = etag(body)
+    headers = {"Content-Type": content_type, "Cache-Control": cache_control, "ETag": tag}
+    match = req.headers.get("if-none-match", "")
+    if match and (match.strip() == "*" or tag in [m.strip() for m in match.split(",")]):
+        return Response(304, headers)
+    return Response(200, headers, body)
+
+
+def playlist_response(
+    req: Request, text: str, content_type: str, seg: StreamSegments, blocking: bool = False
+) -> Response:
+    if not seg.live or seg.ended:
+        cache = "public, max-age=60"
+    elif blocking:
+        cache = f"public, max-age={6 * seg.target_s}"
+    else:
+        cache = "public, max-age=1"
+    return body_response(req, text.encode(), content_type, cache)
+
+
+def media_response(req: Request, body: bytes, content_type: str) -> Response:
+    return body_response(req, body, content_type, IMMUTABLE)
+
+
+async def cached(key: Any, produce: Callable[[], Awaitable[bytes]]) -> bytes:
+    """The cached bytes for ``key``; concurrent misses share one ``produce()`` call."""
+    hit = CACHE.get(key)
+    if hit is not None:
+        return hit
+    pending = _inflight.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    _inflight[key] = fut
+    try:
+        body = await produce()
+        CACHE.put(key, body)
+        fut.set_result(body)
+        return body
+    except BaseException as exc:
+        fut.set_exception(exc)
+        fut.exception()
+        raise
+    finally:
+        _inflight.pop(key, None)
+
+
+def prefetch(key: Any, produce: Callable[[], Awaitable[bytes]]) -> None:
+    """Start muxing ``key`` in the background unless it is cached or being made."""
+    if key in CACHE or key in _inflight:
+        return
+    task = asyncio.ensure_future(cached(key, produce))
+    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def not_found(what: str) -> Response:
+    return error_response(404, f"{what} not found")
+
+
+def method_check(req: Request) -> Response | None:
+    if req.method not in ("GET", "HEAD"):
+        return error_response(405, f"{req.method} is not allowed here")
+    return None
