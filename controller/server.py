@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import os
 import secrets
 import signal
@@ -22,15 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from common.capabilities import missing_required, options_to_args
 from common.log import DEFAULT_DEBUG
 from common.streamname import base_name, sanitize
 from controller import sysinfo
 from controller.auth import Authenticator, challenge_for, md5hex
 from controller.config_store import ConfigError, ConfigStore, normalise
 from controller.default_config import DATA_DIR, DEMO_FILE, build_default, make_demo_clip
+from controller.desired import connector_specs, input_spec
 from controller.http_api import HttpApi
-from controller.inputs import choose_input
 from controller.logbook import Logbook, LogbookHandler
 from controller.programs import CapabilityCache
 from controller.supervisor import Child, Spec, State, Supervisor
@@ -351,71 +349,14 @@ class Controller:
             self.logbook.emit("WARN", f"shared memory cleanup failed: {exc}")
 
     def protocol_specs(self) -> list[Spec]:
-        specs: list[Spec] = []
-        self.online = {}
-        debug = str(self.logbook.debug)
-        for index, proto in enumerate(self.store.data["config"]["protocols"]):
-            name = proto.get("connector") if isinstance(proto, dict) else None
-            if not isinstance(name, str) or not name:
-                self.online[index] = "Missing connector name"
-                continue
-            found = self.caps.connector(name)
-            if found is None:
-                self.online[index] = "Not installed"
-                continue
-            prog, capa = found
-            if capa.get("deps") or capa.get("socket"):
-                self.online[index] = "Enabled"
-                continue
-            if "PUSHONLY" in str(capa.get("flags", "")):
-                self.online[index] = "Push-only"
-                continue
-            if missing_required(capa, proto):
-                self.online[index] = "Invalid configuration"
-                continue
-            port = proto.get("port") or capa.get("port") or 0
-            iface = proto.get("interface") or "0.0.0.0"
-            argv = (*prog.argv, "-p", str(port), "-i", str(iface), "-g", debug)
-            argv += tuple(options_to_args(capa, proto, skip=("port", "interface", "debug")))
-            key = "out:" + json.dumps([name, argv[len(prog.argv) :]])
-            specs.append(Spec(key, "output", prog.name, argv))
-            self.online[index] = key
+        specs, online = connector_specs(
+            self.store.data["config"]["protocols"], self.caps, self.logbook.debug
+        )
+        self.online = dict(online)
         return specs
 
     def input_spec(self, stream: str) -> Spec | str:
-        """The input process for ``stream``, or an error message."""
-        conf = self.store.data["streams"].get(base_name(stream))
-        if not isinstance(conf, dict) or not isinstance(conf.get("source"), str):
-            return f"stream {stream!r} is not configured"
-        wildcard = (
-            stream[len(base_name(stream)) + 1 :] if len(stream) > len(base_name(stream)) else ""
-        )
-        source = (
-            conf["source"]
-            .replace("$stream", stream)
-            .replace("$basename", base_name(stream))
-            .replace("$pluswildcard", f"+{wildcard}" if wildcard else "")
-            .replace("$wildcard", wildcard)
-        )
-        if wildcard and source.endswith("/"):
-            source += wildcard
-        choice = choose_input(self.caps.by_group().get("inputs", {}), source)
-        if choice is None:
-            return f"no installed input can read {source!r}"
-        found = self.caps.input(choice.name)
-        if found is None:
-            return f"input {choice.name} vanished"
-        prog, capa = found
-        argv = (
-            *prog.argv,
-            "-s",
-            stream,
-            choice.source,
-            *options_to_args(capa, conf, skip=("source",)),
-        )
-        return Spec(
-            "in:" + json.dumps([stream, argv[len(prog.argv) :]]), "input", prog.name, argv, stream
-        )
+        return input_spec(self.store.data["streams"], self.caps, stream)
 
     async def reconcile(self) -> None:
         specs = self.protocol_specs()

@@ -252,3 +252,13 @@ def test_logbook_levels_colours_and_api_lines() -> None:
     plain = io.StringIO()
     Logbook(debug=4, out=plain, colour=False).emit("WARN", "x")
     assert "\033[" not in plain.getvalue()
+
+
+def test_stream_variables_in_sources() -> None:
+    from controller.desired import substitute
+
+    assert substitute("/media/$stream.mp4", "vod") == "/media/vod.mp4"
+    assert substitute("/media/$basename/$wildcard.mp4", "vod+clip") == "/media/vod/clip.mp4"
+    assert substitute("ts-exec:gen $pluswildcard", "x+y") == "ts-exec:gen +y"
+    assert substitute("/media/", "folder+a.mp4") == "/media/a.mp4"
+    assert substitute("/media/", "folder") == "/media/"
