@@ -244,9 +244,11 @@ class VodInput:
     def _get_index(self, st: os.stat_result) -> MediaIndex:
         places = header_candidates(self.source, self.opts.cache_dir)
         for place in places:
+            started = time.monotonic()
             index, why = load_header(place, self.fmt.name, st.st_size, st.st_mtime_ns)
             if index is not None:
-                self.log.info("index loaded from header %s", place)
+                took = time.monotonic() - started
+                self.log.info("index loaded from header %s in %.3f s", place, took)
                 return index
             if why != "no header":
                 self.log.info("header %s not used: %s; indexing again", place, why)

@@ -191,6 +191,7 @@ def save_header(path: Path, index: MediaIndex, size: int, mtime_ns: int) -> None
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # mkstemp makes it private; a header is not secret
             fh.write(blob)
         os.replace(tmp, path)
     except BaseException:
