@@ -35,36 +35,29 @@ class MetaLike(Protocol):
 
 
 def codec_string(t: TrackMeta) -> str:
-    """RFC 6381 codec string for the browser (``avc1.64001f``), best effort."""
+    """RFC 6381 codec string for the browser (``avc1.64001f``), as our MP4 muxer writes it."""
     try:
-        if t.codec == "H264" and t.init:
-            from mistcodecs.h264 import codec_string as h264
+        from mistcodecs.mp4.codecs import codec_string as mp4_codec_string
 
-            return h264(t.init)
-        if t.codec == "HEVC" and t.init:
-            from mistcodecs.hevc import codec_string as hevc
-
-            return hevc(t.init)
-        if t.codec == "AAC" and t.init:
-            from mistcodecs.aac import codec_string as aac
-
-            return aac(t.init)
+        return mp4_codec_string(t)
     except (ValueError, ImportError):
-        pass
-    return {
-        "H264": "avc1.42E01E",
-        "HEVC": "hev1.1.6.L93.B0",
-        "AV1": "av01.0.08M.08",
-        "VP8": "vp8",
-        "VP9": "vp09.00.10.08",
-        "AAC": "mp4a.40.2",
-        "MP3": "mp4a.40.34",
-        "opus": "opus",
-        "vorbis": "vorbis",
-        "AC3": "ac-3",
-        "EAC3": "ec-3",
-        "FLAC": "flac",
-    }.get(t.codec, t.codec.lower())
+        return FALLBACK_CODEC_STRINGS.get(t.codec, t.codec.lower())
+
+
+FALLBACK_CODEC_STRINGS = {
+    "H264": "avc1.42E01E",
+    "HEVC": "hev1.1.6.L93.B0",
+    "AV1": "av01.0.08M.08",
+    "VP8": "vp8",
+    "VP9": "vp09.00.10.08",
+    "AAC": "mp4a.40.2",
+    "MP3": "mp4a.40.34",
+    "opus": "opus",
+    "vorbis": "vorbis",
+    "AC3": "ac-3",
+    "EAC3": "ec-3",
+    "FLAC": "flac",
+}
 
 
 def track_key(t: TrackMeta) -> str:

@@ -77,12 +77,11 @@ def test_many_viewers_get_identical_bytes_and_slow_one_is_skipped(
         assert v.error is None, v.error
     assert all(v.head.startswith(b"HTTP/1.1 200") for v in viewers)
     tag_lists = [_flv_tags(bytes(v.body)) for v in viewers]
-    # Each viewer starts with metadata + sequence headers, then a video keyframe.
+    # Each viewer starts with metadata + sequence headers, then a coded video keyframe.
     for tags in tag_lists:
-        media = [t for t in tags if (t[0] in (8, 9) and t[2][11] not in (0x17,)) or t[0] == 9]
-        first_video = next(t for t in tags if t[0] == 9 and t[2][12] == 1)
-        assert first_video[2][11] == 0x17, "first coded video frame must be a keyframe"
-        assert media
+        assert tags[0][0] == 18  # onMetaData
+        first_video = next(raw for ty, _, raw in tags if ty == 9 and raw[12] == 1)
+        assert first_video[11] == 0x17, "first coded video frame must be a keyframe"
     # After the latest common start point all viewers received the very same tags.
     common_start = max(
         min(ts for ty, ts, _ in tags if ty == 9 and _[12] == 1) for tags in tag_lists
