@@ -8,7 +8,7 @@ removes the feature. Here the programs are
 * executables named ``Mist*`` in the directories of ``MIST_PROGRAM_PATH``
   (``os.pathsep``-separated; used for third-party programs and by tests).
   ``MIST_NO_BUILTIN=1`` hides the mistpy console scripts (tests that want only
-  their own programs).
+  their own programs); ``MIST_PROGRAMS=MistOutHTTP,MistInMP4`` keeps only those names.
 
 ``-j`` runs in parallel with a timeout; results are cached by the program file's
 mtime/size, in memory and in a JSON file, so a restart does not rerun unchanged programs.
@@ -109,6 +109,9 @@ def discover(extra_dirs: list[str] | None = None) -> dict[str, Program]:
                 and os.access(entry.path, os.X_OK)
             ):
                 found[entry.name] = Program(entry.name, (entry.path,), _file_stamp(entry.path))
+    only = {n.strip() for n in os.environ.get("MIST_PROGRAMS", "").split(",") if n.strip()}
+    if only:
+        found = {n: p for n, p in found.items() if n in only}
     return found
 
 
