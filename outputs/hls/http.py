@@ -25,6 +25,7 @@ from mistcodecs.ts import TsMuxer
 from outputs.formats import SourceEntry, register_prefix, register_source
 from outputs.hls import respond
 from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
+from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
 from shm.model import Packet, TrackMeta
 
@@ -118,15 +119,12 @@ def parse_combo(seg: StreamSegments, text: str) -> list[TrackMeta] | None:
     return [t for t in combo if t is not None]
 
 
-def mux_ts(seg: StreamSegments, combo: list[TrackMeta], span: SegmentSpan,
-           packets: dict[int, list[Packet]]) -> bytes:  # fmt: skip
-    key = ("ts-muxer", tuple(t.id for t in combo))
-    prev = seg.muxers.get(key)
-    muxer = prev[1] if prev is not None and prev[0] == span.start_ms else TsMuxer(combo)
+def mux_ts(combo: list[TrackMeta], span: SegmentSpan, packets: dict[int, list[Packet]]) -> bytes:
+    """One TS segment: PAT/PMT, then the packets in decode order, counters aligned."""
+    muxer = TsMuxer(combo, psi_on_keyframes=False)
     merged = heapq.merge(*packets.values(), key=lambda p: (p.dts, p.track))
     body = muxer.segment_start() + b"".join(muxer.packet(p) for p in merged)
-    seg.muxers[key] = (span.end_ms, muxer)
-    return body
+    return align_counters(body, span.msn)
 
 
 async def segment_bytes(seg: StreamSegments, combo: list[TrackMeta], span: SegmentSpan) -> bytes:
@@ -134,7 +132,7 @@ async def segment_bytes(seg: StreamSegments, combo: list[TrackMeta], span: Segme
 
     async def produce() -> bytes:
         packets = await seg.packets(ids, span.start_ms, span.end_ms, SERVICE.open_reader)
-        return mux_ts(seg, combo, span, packets)
+        return mux_ts(combo, span, packets)
 
     key = ("ts", seg.stream, seg.generation, tuple(ids), span.start_ms, span.end_ms)
     return await respond.cached(key, produce)
