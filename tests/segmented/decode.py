@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import av
@@ -21,12 +22,12 @@ class Decoded:
     def video_gaps(self, frame_s: float) -> list[tuple[float, float]]:
         """Consecutive presentation times further apart than 1.5 frames (or equal)."""
         pts = sorted(self.video_pts)
-        return [(a, b) for a, b in zip(pts, pts[1:], strict=False) if not 0 < b - a < 1.5 * frame_s]
+        return [(a, b) for a, b in itertools.pairwise(pts) if not 0 < b - a < 1.5 * frame_s]
 
     def audio_gaps(self, rate: int) -> list[tuple[float, float]]:
         pts = self.audio_pts
         frame = 1024 / rate
-        return [(a, b) for a, b in zip(pts, pts[1:], strict=False) if not 0 < b - a < 1.5 * frame]
+        return [(a, b) for a, b in itertools.pairwise(pts) if not 0 < b - a < 1.5 * frame]
 
 
 def decode(url: str, seconds: float | None = None, timeout: float = 20.0) -> Decoded:

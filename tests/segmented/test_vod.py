@@ -3,6 +3,8 @@ DASH demuxers decode all 20 s with continuous timestamps, caching headers are ri
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from mistcodecs.dash import parse_mpd, segment_list
@@ -24,20 +26,20 @@ def _media(server: Server, path: str) -> tuple[str, object]:
 
 
 def test_hls_ts_playlists(server: Server, vod: str, vod_clip: Source) -> None:
-    status, headers, body, _ = fetch(server, f"/hls/{vod}/index.m3u8")
+    status, _headers, body, _ = fetch(server, f"/hls/{vod}/index.m3u8")
     assert status == 200
     master = parse_master_playlist(body.decode())
     assert [v.uri for v in master.variants] == ["1_2/index.m3u8"]
     assert master.variants[0].codecs is not None and "mp4a.40.2" in master.variants[0].codecs
     assert master.variants[0].resolution == (320, 240)
-    text, pl = _media(server, f"/hls/{vod}/1_2/index.m3u8")
+    _text, pl = _media(server, f"/hls/{vod}/1_2/index.m3u8")
     assert pl.endlist and pl.playlist_type == "VOD"  # type: ignore[attr-defined]
     segs = pl.segments  # type: ignore[attr-defined]
     assert segs and all(s.duration <= pl.target_duration for s in segs)  # type: ignore[attr-defined]
     assert abs(sum(s.duration for s in segs) - VOD_SECONDS) < 0.2
     # names are MistServer's <from>_<until>.ts, back to back
     times = [tuple(int(x) for x in s.uri[:-3].split("_")) for s in segs]
-    assert times[0][0] == 0 and all(a[1] == b[0] for a, b in zip(times, times[1:], strict=False))
+    assert times[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(times))
     # each segment starts with PAT/PMT and a keyframe (the segmenter cuts on keys)
     first = fetch(server, f"/hls/{vod}/1_2/{segs[1].uri}")[2]
     assert first[0] == 0x47 and len(first) % 188 == 0
@@ -81,7 +83,7 @@ def test_cmaf_playlists_and_mpd(server: Server, vod: str) -> None:
 
 
 def test_cache_headers_etag_and_cors(server: Server, vod: str) -> None:
-    text, pl = _media(server, f"/hls/{vod}/1_2/index.m3u8")
+    _text, pl = _media(server, f"/hls/{vod}/1_2/index.m3u8")
     uri = pl.segments[0].uri  # type: ignore[attr-defined]
     status, headers, body, _ = fetch(server, f"/hls/{vod}/1_2/{uri}")
     assert status == 200 and headers["content-type"] == "video/mp2t"
@@ -90,7 +92,7 @@ def test_cache_headers_etag_and_cors(server: Server, vod: str) -> None:
     tag = headers["etag"]
     again = fetch(server, f"/hls/{vod}/1_2/{uri}")
     assert again[2] == body and again[1]["etag"] == tag  # muxed once, same bytes
-    status, headers304, body304, _ = fetch(server, f"/hls/{vod}/1_2/{uri}", {"If-None-Match": tag})
+    status, _headers304, body304, _ = fetch(server, f"/hls/{vod}/1_2/{uri}", {"If-None-Match": tag})
     assert status == 304 and body304 == b""
     init = fetch(server, f"/cmaf/{vod}/1/init.m4s")
     assert init[0] == 200 and init[2][4:8] == b"ftyp" and "immutable" in init[1]["cache-control"]
