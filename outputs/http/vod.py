@@ -100,6 +100,12 @@ async def respond(
     if spec.name == "mp4" and not live and req.path.endswith(".mp4"):
         return await progressive_mp4(req, reader, tracks, opts, headers, open_reader, stream)
     muxer = spec.build(tracks, live)
+    if spec.name == "wav" and not live and opts.start is None and opts.stop is None:
+        # A whole VoD file: exact RIFF sizes instead of the live "unknown" maximum.
+        from mistcodecs.wav import WavMuxer
+
+        pcm = next(t for t in tracks if t.codec == "PCM")
+        muxer = WavMuxer([pcm], total_bytes=sum(p.size for p in track_parts(reader, pcm.id)))
 
     async def body(sink: Sink) -> None:
         try:

@@ -132,7 +132,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
 
-def publish_vod(stream: str, src: Source) -> StreamWriter:
+def publish_vod(stream: str, src: Source, load: bool = True) -> StreamWriter:
+    """A VoD stream: the full index, and every data page loaded unless ``load`` is False."""
     w = StreamWriter(stream, live=False)
     for t in src.tracks:
         w.add_track(t)
@@ -140,13 +141,38 @@ def publish_vod(stream: str, src: Source) -> StreamWriter:
         mine = src.of(t.id)
         w.set_index(t.id, [(f.dts, f.offset, len(f.data), f.keyframe) for f in mine])
         done, page = 0, 0
-        while done < len(mine):
+        while load and done < len(mine):
             parts = w.page_parts(t.id, page)
             w.load_page(t.id, page, [mine[n].data for n in parts])
             done = parts.stop
             page += 1
     w.set_state(StreamState.READY)
     return w
+
+
+class PageLoader:
+    """Plays a VoD input: loads the data pages readers ask for, from a thread."""
+
+    def __init__(self, stream: str, src: Source) -> None:
+        self.writer = publish_vod(stream, src, load=False)
+        self.src = src
+        self.loads = 0
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"loader {stream}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_flag.wait(0.01):
+            for track, page in self.writer.wanted_pages():
+                mine = self.src.of(track)
+                parts = self.writer.page_parts(track, page)
+                self.writer.load_page(track, page, [mine[n].data for n in parts])
+                self.loads += 1
+
+    def close(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(5)
+        self.writer.close()
 
 
 class LivePublisher:
@@ -195,6 +221,16 @@ def vod_stream(source: Source) -> Iterator[str]:
         yield name
     finally:
         w.close()
+
+
+@pytest.fixture
+def lazy_vod_stream(source: Source) -> Iterator[PageLoader]:
+    """VoD whose pages are loaded only when a reader asks (as MistInMP4 does)."""
+    loader = PageLoader(unique("lazy"), source)
+    try:
+        yield loader
+    finally:
+        loader.close()
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ def test_wav_from_pcm(server: Server, tmp_path: Path) -> None:
         got = decode(out)
         assert got.errors == 0
         assert got.audio_samples == len(raw) // 4
+        assert body[4:8] == (len(body) - 8).to_bytes(4, "little")  # exact RIFF size (VoD)
         stream = ffprobe(out)["streams"][0]
         assert (stream["codec_name"], int(stream["sample_rate"]), stream["channels"]) == (
             "pcm_s16le",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FPS, Server, Source
+from .conftest import FPS, PageLoader, Server, Source
 from .media import decode, ffprobe
 
 FRAME_MS = 1000 // FPS
@@ -216,3 +216,15 @@ def test_head_has_headers_only(server: Server, vod_stream: str) -> None:
         assert r.status == 200 and r.read().startswith(b"{")
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("ext", ["flv", "mp4"])
+def test_pages_loaded_on_demand(
+    server: Server, lazy_vod_stream: PageLoader, source: Source, tmp_path: Path, ext: str
+) -> None:
+    name = lazy_vod_stream.writer.stream
+    got = decode(_fetch(server, f"/{name}.{ext}", tmp_path, f"lazy.{ext}"))
+    assert lazy_vod_stream.loads >= 2  # both tracks' pages were asked for and loaded
+    assert got.errors == 0
+    assert got.video_frames == len(source.of(source.video.id))
+    assert abs(got.audio_frames - len(source.of(source.audio.id))) <= 1
