@@ -221,6 +221,11 @@ class CapabilityCache:
                 await proc.wait()
                 self.log("WARN", f"{prog.name} -j timed out after {CAPA_TIMEOUT_S:.0f} s; skipped")
                 return None
+            except asyncio.CancelledError:  # controller shutting down: leave no process behind
+                if proc.returncode is None:
+                    proc.kill()
+                    await asyncio.shield(proc.wait())
+                raise
         if proc.returncode != 0:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             self.log("WARN", f"{prog.name} -j failed (exit {proc.returncode}): {tail[0]}; skipped")

@@ -9,6 +9,7 @@ the set of processes that should run and lets the supervisor reconcile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import secrets
@@ -184,6 +185,8 @@ class Controller:
             await self._main_loop()
         finally:
             refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
             await self.supervisor.stop_all()
             self._cleanup_shm()
             if self.store.changed_on_disk() is False:

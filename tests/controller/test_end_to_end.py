@@ -33,9 +33,12 @@ def _installed() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(
-    not _installed(), reason="the HTTP/RTMP outputs and MP4/buffer inputs are not installed yet"
-)
+pytestmark = [
+    pytest.mark.slow,  # ~10 s: kept out of the default run's time budget
+    pytest.mark.skipif(
+        not _installed(), reason="the HTTP/RTMP outputs and MP4/buffer inputs are not installed yet"
+    ),
+]
 
 
 def _fetch(url: str, limit: int = 20_000_000) -> bytes:
