@@ -17,8 +17,9 @@ a task on the program's own loop, so a blocked loop stops the heartbeat and the
 controller kills and restarts the child after its stall timeout. The controller never
 answers heartbeats. Children that never send one are not stall-checked.
 
-Orphan guard: if the parent (controller) dies, the child is asked to stop as if it got
-SIGTERM, and exits hard 5 s later if it has not.
+Orphan guard (under the controller only): if the parent (controller) dies, the child is
+asked to stop as if it got SIGTERM, and exits hard 5 s later if it has not. Standalone
+programs keep running when the shell that started them goes away.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Runtime:
 
     def _beat(self) -> None:
         """One heartbeat plus the orphan check."""
-        if os.getppid() != self._ppid and not self.stopping.is_set():
+        if self._sock is not None and os.getppid() != self._ppid and not self.stopping.is_set():
             self.log.warning("controller went away; stopping")
             self._schedule_stop("orphaned")
             threading.Timer(ORPHAN_GRACE_S, os._exit, (1,)).start()
