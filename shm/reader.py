@@ -38,7 +38,9 @@ _U64_UNPACK = L.U64.unpack_from
 _I64_UNPACK = L.I64.unpack_from
 _PART_UNPACK = L.PART.unpack_from
 _QQ_UNPACK = struct.Struct("<QQ").unpack_from
-SPIN_S = 50e-6  # wait_sync polls this long before it blocks
+SPIN_S = 50e-6  # wait_sync polls this long before it blocks ...
+BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
+BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
 GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
 META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
 
@@ -121,6 +123,8 @@ class StreamReader:
         self._blocked_page: tuple[_RTrack, int] | None = None
         self.closed = False
         self.skipped = 0
+        self._reads_at_wake = 0  # self._reads when wait_sync last woke up
+        self._quick_wake = False
         self._map_tracks()
         self.select(None)
 
@@ -456,18 +460,24 @@ class StreamReader:
     def wait_sync(self, timeout: float | None = None, spin_s: float = SPIN_S) -> None:
         """Block until the writer may have published something (or ``timeout``).
 
-        It first polls for ``spin_s``: a writer publishing faster than that never has to
-        send a wake-up, which doubles throughput on a busy stream. Async callers use
+        When the last wake-up came quickly or found a burst of packets (the stream runs
+        about as fast as we wake), it first polls for ``spin_s``: then the writer never has to send a
+        wake-up, which quadruples throughput on a busy stream. Otherwise it blocks at
+        once, so idle and paced streams cost nothing and many readers at the live edge
+        do not burn each other's CPU. Async callers use
         :meth:`wait`, which never spins (it would stall the event loop).
         """
-        if spin_s > 0:
+        if spin_s > 0 and (self._quick_wake or self._reads - self._reads_at_wake > BUSY_READS):
             until = time.perf_counter() + spin_s
             while time.perf_counter() < until:
                 if self._ready():
-                    return
+                    return  # still busy: _reads_at_wake stays, so we spin next time too
         if self.prepare_wait():
             return
+        t0 = time.perf_counter()
         select.select([self._sock], [], [], timeout)
+        self._quick_wake = time.perf_counter() - t0 < BUSY_GAP_S
+        self._reads_at_wake = self._reads
         self._drain()
 
     async def wait(self, timeout: float | None = None) -> None:
