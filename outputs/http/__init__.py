@@ -1,0 +1,1 @@
+"""``MistOutHTTP``: see :mod:`outputs.http.server` for the module map."""
