@@ -43,7 +43,7 @@ def test_default_config_and_demo_clip(mist_factory, tmp_path: Path) -> None:
     # the second start reuses the file and is quick
     again = time.monotonic()
     mist.start()
-    assert time.monotonic() - again < 3.0
+    assert time.monotonic() - again < 5.0  # ~1 s on an idle machine; margin for loaded CI
     assert json.loads(mist.config.read_text())["streams"]["demo"]["source"] == str(demo)
 
 
