@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -68,3 +69,22 @@ async def test_unregistered_prefixes_answer_415_and_501() -> None:
     assert (await app(Request("POST", "/x.flv", "HTTP/1.1", {}))).status == 405
     resp = await app(Request("OPTIONS", "/x.flv", "HTTP/1.1", {}))
     assert resp.status == 204 and b"\r\nContent-Length:" not in resp.head_bytes(True)
+
+
+async def test_json_while_indexing_reports_progress() -> None:
+    name = unique("boot")
+    writer = StreamWriter(name, live=False)
+    try:
+        writer.set_state(StreamState.BOOT, 42)
+        app = HttpApp(StreamReader, StreamNotFound, use_controller=False, track_wait_s=0.3)
+        resp = await app(Request("GET", f"/json_{name}.js", "HTTP/1.1", {"host": "h"}))
+        assert resp.status == 200
+        assert json.loads(resp.body) == {
+            "error": "Stream is booting",
+            "on_error": "Stream is booting",
+            "perc": 42,
+        }
+        resp = await app(Request("GET", f"/{name}.flv", "HTTP/1.1", {}))
+        assert resp.status == 503  # no playable data (yet)
+    finally:
+        writer.close()
