@@ -11,7 +11,10 @@ from outputs.formats import REGISTRY, SourceEntry, register_prefix, register_sou
 from outputs.http.app import HttpApp
 from outputs.http.info import status_json
 from outputs.http.message import Request, Response
-from shm import StreamNotFound, StreamReader
+from shm import StreamNotFound, StreamReader, StreamWriter
+from shm.model import StreamState
+
+from .conftest import unique
 
 
 @pytest.fixture
