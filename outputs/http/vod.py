@@ -99,6 +99,9 @@ async def respond(
     """The response of a per-viewer download; takes ownership of ``reader``."""
     if spec.name == "mp4" and not live and req.path.endswith(".mp4"):
         return await progressive_mp4(req, reader, tracks, opts, headers, open_reader, stream)
+    if req.method == "HEAD":
+        reader.close()  # the body is never produced: headers as a GET would send them
+        return Response(200, headers, stream=_no_body)
     muxer = spec.build(tracks, live)
     if spec.name == "wav" and not live and opts.start is None and opts.stop is None:
         # A whole VoD file: exact RIFF sizes instead of the live "unknown" maximum.
@@ -114,6 +117,10 @@ async def respond(
             reader.close()
 
     return Response(200, headers, stream=body)
+
+
+async def _no_body(sink: Sink) -> None:
+    return None
 
 
 # ---- progressive MP4 with Range ---------------------------------------------------------

@@ -228,3 +228,16 @@ def test_pages_loaded_on_demand(
     assert got.errors == 0
     assert got.video_frames == len(source.of(source.video.id))
     assert abs(got.audio_frames - len(source.of(source.audio.id))) <= 1
+
+
+def test_head_of_streamed_format(server: Server, vod_stream: str) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("HEAD", f"/{vod_stream}.flv")
+        r = conn.getresponse()
+        assert r.status == 200 and r.headers["Content-Type"] == "video/x-flv"
+        assert r.headers["Content-Length"] is None and r.read() == b""
+    finally:
+        conn.close()
