@@ -1,0 +1,270 @@
+"""Session accounting for outputs and inputs: one object per process, three calls per connection.
+
+MistServer runs a ``MistSession`` process per session; we keep sessions in the controller
+(DESIGN 1) and every program reports its connections over the UDP API::
+
+    reporter = sessions.reporter("HTTP")                 # once per process (lazy, per loop)
+    conn = await reporter.open(stream, host, token=tkn, url=url)          # viewer
+    if not conn.allowed:
+        ...answer 403 / close...
+    conn.down += len(chunk)                              # counters: plain attributes
+    conn.kicked                                          # asyncio.Event: stop now
+    conn.close()                                         # on disconnect (idempotent)
+
+``kind`` is ``"viewer"`` (default), ``"input"`` (incoming push), ``"output"`` (push out) or
+``"unspecified"``. ``open`` asks the controller (``session_open``), which computes the
+session id, runs USER_NEW once per session (answer cached; a denial holds 10 minutes) and
+CONN_OPEN. Every second the reporter sends the counters of all its open connections in
+batches (``session_update``); the reply lists connections to disconnect (``stop_sessions``,
+``invalidate_sessions`` that USER_NEW now denies, ...), and the controller also pushes such
+kicks to the reporter's socket at once. Connections the controller has not heard of for a
+while are dropped by it, so a crashed program leaves nothing behind.
+
+Without a controller (standalone programs) ``open`` allows everything after one short try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import itertools
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from common import control
+
+REPORT_S = 1.0
+OPEN_TIMEOUT_S = 20.0  # USER_NEW/CONN_OPEN may block up to 15 s in the controller
+ABSENT_TIMEOUT_S = 0.5  # first try when standalone
+ABSENT_RETRY_S = 10.0
+BATCH = 400  # connections per update datagram (well under 64 KiB)
+
+KINDS = ("viewer", "input", "output", "unspecified")
+PREFIX = {"viewer": "", "input": "I", "output": "O", "unspecified": "U"}
+DEFAULT_MODES = {"viewer": 14, "input": 15, "output": 15, "unspecified": 0}
+TOKEN_PARAMS = ("tkn", "sid", "sessId", "sessid")
+
+
+def ip_bytes(host: str) -> bytes:
+    """The 16-byte binary form MistServer hashes (IPv4 as IPv4-mapped IPv6)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host.encode()
+    if isinstance(ip, ipaddress.IPv4Address):
+        return b"\x00" * 10 + b"\xff\xff" + ip.packed
+    return ip.packed
+
+
+def session_id(kind: str, mode: int, stream: str, host: str, token: str, connector: str) -> str:
+    """sha256 hex of (stream if mode&8) + (IP if &4) + (token if &2) + (connector if &1)."""
+    digest = hashlib.sha256()
+    if mode & 8:
+        digest.update(stream.encode())
+    if mode & 4:
+        digest.update(ip_bytes(host))
+    if mode & 2:
+        digest.update(token.encode())
+    if mode & 1:
+        digest.update(connector.encode())
+    return PREFIX.get(kind, "U") + digest.hexdigest()
+
+
+def token_from(
+    query: Mapping[str, str],
+    cookies: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """The session token: ``?tkn=`` (or ``sid``/``sessId``), else the ``tkn`` cookie, else
+    the ``X-Mist-Tkn`` header; empty when none."""
+    for key in TOKEN_PARAMS:
+        if query.get(key):
+            return str(query[key])
+    if cookies and cookies.get("tkn"):
+        return str(cookies["tkn"])
+    if headers and headers.get("X-Mist-Tkn"):
+        return str(headers["X-Mist-Tkn"])
+    return ""
+
+
+class Connection:
+    """One client connection as the program sees it; counters are cumulative bytes."""
+
+    def __init__(self, reporter: Reporter, cid: str, allowed: bool, sessid: str) -> None:
+        self.reporter = reporter
+        self.id = cid
+        self.allowed = allowed
+        self.sessid = sessid
+        self.down = 0  # bytes sent to the client
+        self.up = 0  # bytes received from the client
+        self.packets = 0
+        self.lost = 0
+        self.retrans = 0
+        self.position = 0  # media ms
+        self.stream = ""
+        self.kicked = asyncio.Event()
+        self.closed = False
+
+    def row(self) -> list[Any]:
+        return [self.id, self.down, self.up, self.packets, self.lost, self.retrans, self.position]
+
+    def kick(self) -> None:
+        self.kicked.set()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.reporter._closed(self)
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(ValueError):
+            obj = json.loads(data)
+            if isinstance(obj, dict):
+                self.reporter._received(obj)
+
+    def error_received(self, exc: Exception) -> None:
+        self.reporter._refused()
+
+
+class Reporter:
+    """All connections of one program (one per event loop)."""
+
+    def __init__(self, connector: str) -> None:
+        self.connector = connector
+        self.conns: dict[str, Connection] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.ids = itertools.count(1)
+        self.prefix = f"{os.getpid()}-{os.urandom(3).hex()}-"
+        self.absent_until = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.closing: list[list[Any]] = []
+
+    async def _ensure(self) -> asyncio.DatagramTransport:
+        if self.transport is None or self.transport.is_closing():
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Proto(self), remote_addr=control.control_address()
+            )
+            self.transport = transport
+            self.task = asyncio.create_task(self._report_loop(), name=f"sessions-{self.connector}")
+        return self.transport
+
+    async def open(
+        self,
+        stream: str,
+        host: str,
+        *,
+        token: str = "",
+        url: str = "",
+        kind: str = "viewer",
+        connector: str | None = None,
+    ) -> Connection:
+        """Register a connection; ``allowed`` says whether USER_NEW/CONN_OPEN let it in."""
+        cid = self.prefix + str(next(self.ids))
+        connector = connector or self.connector
+        request = {
+            "cid": cid,
+            "stream": stream,
+            "host": host,
+            "token": token,
+            "url": url,
+            "kind": kind if kind in KINDS else "unspecified",
+            "connector": connector,
+        }
+        reply: dict[str, Any] | None = None
+        if time.monotonic() >= self.absent_until:
+            transport = await self._ensure()
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.waiting[cid] = future
+            transport.sendto(json.dumps({"session_open": request}).encode())
+            timeout = OPEN_TIMEOUT_S if control.under_controller() else ABSENT_TIMEOUT_S
+            try:
+                reply = await asyncio.wait_for(future, timeout)
+            except (TimeoutError, ConnectionError):
+                reply = None
+                if not control.under_controller():
+                    self.absent_until = time.monotonic() + ABSENT_RETRY_S
+            finally:
+                self.waiting.pop(cid, None)
+        if reply is None:  # nobody decides: allow, count nothing
+            conn = Connection(self, cid, True, "")
+            conn.closed = True
+            return conn
+        conn = Connection(self, cid, bool(reply.get("allow", True)), str(reply.get("sessid", "")))
+        conn.stream = stream
+        if conn.allowed:
+            self.conns[cid] = conn
+        else:
+            conn.closed = True
+        return conn
+
+    def _closed(self, conn: Connection) -> None:
+        if self.conns.pop(conn.id, None) is not None:
+            self.closing.append(conn.row())
+            if self.transport is not None and not self.transport.is_closing():
+                self._send({"session_close": {"conns": self.closing}})
+                self.closing = []
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(OSError):
+                self.transport.sendto(json.dumps(obj).encode())
+
+    def _received(self, obj: dict[str, Any]) -> None:
+        opened = obj.get("session_open")
+        if isinstance(opened, dict):
+            future = self.waiting.pop(str(opened.get("cid")), None)
+            if future is not None and not future.done():
+                future.set_result(opened)
+        for key in ("session_update", "session_kick"):
+            body = obj.get(key)
+            if isinstance(body, dict):
+                for cid in body.get("disconnect", []):
+                    conn = self.conns.get(cid) if isinstance(cid, str) else None
+                    if conn is not None:
+                        conn.kick()
+
+    def _refused(self) -> None:
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionRefusedError("no controller"))
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_S)
+            rows = [c.row() for c in self.conns.values()]
+            for start in range(0, len(rows), BATCH):
+                self._send({"session_update": {"conns": rows[start : start + BATCH]}})
+
+    async def aclose(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.transport is not None:
+            self.transport.close()
+
+
+_reporters: dict[tuple[int, str], Reporter] = {}
+
+
+def reporter(connector: str) -> Reporter:
+    """The reporter of this event loop for ``connector`` (created on first use)."""
+    key = (id(asyncio.get_running_loop()), connector)
+    found = _reporters.get(key)
+    if found is None:
+        found = _reporters[key] = Reporter(connector)
+    return found

@@ -1,0 +1,179 @@
+"""Firing MistServer triggers from child programs (reference 7).
+
+The controller owns the trigger configuration and runs every handler (executables and
+HTTP URLs); children only ask it over the UDP API::
+
+    answer = await triggers.fire_async("PLAY_REWRITE", [stream, host, "HTTP", url], stream)
+    if answer is not None and not answer:         # a rewrite trigger answered "": deny
+        ...
+    if not await triggers.allowed_async("CONN_PLAY", [stream, host, "HTTP", url], stream):
+        ...reject...
+    triggers.fire_nowait("CONN_CLOSE", [stream, host, "HTTP", url], stream)
+
+Request ``{"trigger_fire": {"name", "payload": [lines], "stream", "wait": bool}}``; the
+reply's ``trigger_fire`` member is ``{"configured": bool, "answer": str, "allow": bool,
+"blocking": bool}``. ``fire*`` returns ``None`` when no handler is configured for the
+trigger and stream (or no controller answers), so the caller keeps its own default.
+When several handlers ran, ``answer`` is the first false answer if any was false, else
+the last blocking handler's answer (MistServer: booleans are ANDed, the last blocking
+rewrite wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from common import control
+from common.defaults import TRIGGER_TIMEOUT_S
+
+# The controller gives a blocking executable SIGTERM at 10 s, SIGKILL at 14 s and answers
+# with the default at 15 s; a child waits a little longer than that.
+REPLY_TIMEOUT_S = TRIGGER_TIMEOUT_S + 6.0
+
+TRUE_PREFIXES = ("1", "yes", "true", "cont")
+
+
+def is_true(answer: str | None) -> bool:
+    """MistServer's truthiness: the answer starts (after spaces) with 1, yes, true or cont."""
+    if answer is None:
+        return False
+    text = answer.lstrip().lower()
+    return text.startswith(TRUE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class TriggerReply:
+    configured: bool
+    answer: str
+    allow: bool
+    blocking: bool
+
+    @classmethod
+    def from_json(cls, obj: Any) -> TriggerReply | None:
+        if not isinstance(obj, dict):
+            return None
+        return cls(
+            bool(obj.get("configured")),
+            str(obj.get("answer", "")),
+            bool(obj.get("allow", True)),
+            bool(obj.get("blocking")),
+        )
+
+
+def _request(name: str, payload: list[str], stream: str | None, wait: bool) -> dict[str, Any]:
+    return {
+        "trigger_fire": {
+            "name": name,
+            "payload": [str(line) for line in payload],
+            "stream": stream or "",
+            "wait": wait,
+        }
+    }
+
+
+def fire_full(
+    name: str, payload: list[str], stream: str | None = None, timeout: float = REPLY_TIMEOUT_S
+) -> TriggerReply | None:
+    """Blocking: run ``name``'s handlers and return the combined reply (None: no controller)."""
+    reply = control.request(_request(name, payload, stream, True), timeout=timeout)
+    return TriggerReply.from_json(reply.get("trigger_fire")) if reply else None
+
+
+def fire(name: str, payload: list[str], stream: str | None = None) -> str | None:
+    """Blocking: the combined answer, or None when no handler is configured."""
+    result = fire_full(name, payload, stream)
+    return result.answer if result is not None and result.configured else None
+
+
+def allowed(name: str, payload: list[str], stream: str | None = None) -> bool:
+    """Blocking boolean trigger: True unless a configured handler said no."""
+    result = fire_full(name, payload, stream)
+    return result is None or not result.configured or result.allow
+
+
+def fire_nowait(name: str, payload: list[str], stream: str | None = None) -> None:
+    """Fire and forget (the controller still runs every handler, results ignored)."""
+    control.send(_request(name, payload, stream, False))
+
+
+class _Client(asyncio.DatagramProtocol):
+    """One UDP socket per event loop; replies are matched by a request id."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ids = itertools.count(1)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(ValueError):
+            obj = json.loads(data)
+            body = obj.get("trigger_fire") if isinstance(obj, dict) else None
+            rid = body.get("rid") if isinstance(body, dict) else None
+            future = self.waiting.pop(rid, None) if isinstance(rid, int) else None
+            if future is not None and not future.done() and isinstance(body, dict):
+                future.set_result(body)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable: no controller
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionRefusedError(str(exc)))
+        self.waiting.clear()
+
+
+_clients: dict[int, _Client] = {}
+
+
+async def _client() -> _Client:
+    loop = asyncio.get_running_loop()
+    key = id(loop) ^ os.getpid()
+    client = _clients.get(key)
+    if client is None or client.transport is None or client.transport.is_closing():
+        _, proto = await loop.create_datagram_endpoint(
+            _Client, remote_addr=control.control_address()
+        )
+        client = proto
+        _clients[key] = client
+    return client
+
+
+async def fire_full_async(
+    name: str, payload: list[str], stream: str | None = None, timeout: float = REPLY_TIMEOUT_S
+) -> TriggerReply | None:
+    """As :func:`fire_full`, on the running event loop (no thread, no blocking)."""
+    try:
+        client = await _client()
+    except OSError:
+        return None
+    rid = next(client.ids)
+    request = _request(name, payload, stream, True)
+    request["trigger_fire"]["rid"] = rid
+    future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    client.waiting[rid] = future
+    assert client.transport is not None
+    try:
+        client.transport.sendto(json.dumps(request).encode())
+        body = await asyncio.wait_for(future, timeout)
+    except (TimeoutError, OSError):
+        return None
+    finally:
+        client.waiting.pop(rid, None)
+    return TriggerReply.from_json(body)
+
+
+async def fire_async(name: str, payload: list[str], stream: str | None = None) -> str | None:
+    result = await fire_full_async(name, payload, stream)
+    return result.answer if result is not None and result.configured else None
+
+
+async def allowed_async(name: str, payload: list[str], stream: str | None = None) -> bool:
+    result = await fire_full_async(name, payload, stream)
+    return result is None or not result.configured or result.allow

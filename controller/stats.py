@@ -1,0 +1,429 @@
+"""Statistics, triggers and sessions of the running controller, and their API commands.
+
+:class:`Monitor` owns the :class:`~controller.triggers.TriggerService` and the
+:class:`~controller.sessions.SessionTable`, and runs a 1 s tick (MistServer's
+``runStats``): session bookkeeping, the per-second totals history (600 s,
+``STAT_CUTOFF``), stream state changes (STREAM_READY, STREAM_BUFFER, STREAM_END) and the
+access log. Children reach it over the UDP API with ``session_open`` /
+``session_update`` / ``session_close`` (``common.sessions``) and ``trigger_fire``
+(``common.triggers``); :meth:`Monitor.handle_datagram` answers those before the generic
+API path because they are the hot path and need the sender's address.
+
+Commands added to the API: ``clients``, ``totals``, ``stats_streams``,
+``invalidate_sessions``, ``stop_sessions``, ``stop_sessid``, ``stop_tag``, ``tag_sessid``,
+``tag_stream``, ``untag_stream``, ``stream_tags``, ``trigger_stat``, ``trigger_fail`` and
+our ``trigger_stats`` (per-trigger ``{count, ms, fails}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from common.streamname import base_name
+from controller.sessions import Session, SessionTable, StreamAcc
+from controller.triggers import TriggerService
+
+if TYPE_CHECKING:
+    from controller.server import Controller
+
+STAT_CUTOFF = 600
+TICK_S = 1.0
+CLIENT_FIELDS = (
+    "host",
+    "stream",
+    "protocol",
+    "conntime",
+    "position",
+    "down",
+    "up",
+    "downbps",
+    "upbps",
+    "sessid",
+    "pktcount",
+    "pktlost",
+    "pktretransmit",
+)
+TOTAL_FIELDS = ("clients", "inputs", "outputs", "downbps", "upbps", "perc_lost", "perc_retrans")
+STAT_FIELDS = (
+    "viewers",
+    "inputs",
+    "outputs",
+    "clients",
+    "unspecified",
+    "views",
+    "viewseconds",
+    "upbytes",
+    "downbytes",
+    "packsent",
+    "packloss",
+    "packretrans",
+)
+UDP_KEYS = ("session_open", "session_update", "session_close", "trigger_fire")
+
+# One second of totals: (stream, connector, kind) -> [sessions, down, up, pkts, lost, retrans]
+Sample = dict[tuple[str, str, str], list[int]]
+
+
+class Monitor:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.triggers = TriggerService(
+            lambda: ctl.store.data["config"].get("triggers"),
+            self.stream_tags,
+            lambda: (ctl.iid, str(ctl.config_view().get("serverid", ""))),
+            ctl.logbook.emit,
+        )
+        self.sessions = SessionTable(
+            lambda: ctl.store.data["config"], self.triggers, self._send, self._session_ended
+        )
+        self.history: deque[tuple[int, Sample]] = deque(maxlen=STAT_CUTOFF)
+        self._last: dict[str, tuple[int, int, int, int, int]] = {}  # per session, last tick
+        self.access: deque[list[Any]] = deque(maxlen=1000)
+        self.access_listeners: list[Callable[[list[Any]], None]] = []
+        self.stream_status: dict[str, int] = {}
+        self.stream_listeners: list[Callable[[list[Any]], None]] = []  # WebSocket frames
+        self.active: set[str] = set()  # streams seen active since their last STREAM_END
+        self.bps: dict[str, tuple[int, int]] = {}  # sessid -> (down, up) bytes/s
+        self._task: asyncio.Task[None] | None = None
+        self._last_tick = time.monotonic()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        linger = self.ctl.store.data["config"].get("session_linger")
+        if isinstance(linger, (int, float)) and linger >= 0:
+            self.sessions.linger = float(linger)
+        self._task = asyncio.create_task(self._loop(), name="stats")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sessions.end_all(time.time())
+        await self.triggers.close()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception as exc:  # statistics must never stop the controller
+                self.ctl.logbook.emit("ERROR", f"stats tick failed: {type(exc).__name__}: {exc}")
+
+    def tick(self) -> None:
+        now, mono = time.time(), time.monotonic()
+        dt, self._last_tick = mono - self._last_tick, mono
+        linger = self.ctl.store.data["config"].get("session_linger")
+        if isinstance(linger, (int, float)) and linger >= 0:
+            self.sessions.linger = float(linger)
+        self.sessions.tick(now, mono, dt)
+        self._sample(int(now), dt)
+        self._watch_streams()
+
+    def _sample(self, second: int, dt: float) -> None:
+        sample: Sample = {}
+        seen: set[str] = set()
+        for sess in self.sessions.sessions.values():
+            if not sess.conns:
+                continue
+            seen.add(sess.sessid)
+            now_vals = (sess.down, sess.up, sess.packets, sess.lost, sess.retrans)
+            last = self._last.get(sess.sessid, (0, 0, 0, 0, 0))
+            deltas = [max(0, a - b) for a, b in zip(now_vals, last, strict=True)]
+            self._last[sess.sessid] = now_vals
+            scale = dt if dt > 0 else 1.0
+            self.bps[sess.sessid] = (int(deltas[0] / scale), int(deltas[1] / scale))
+            row = sample.setdefault((sess.stream, sess.connector, sess.kind), [0] * 6)
+            row[0] += 1
+            for i, d in enumerate(deltas):
+                row[i + 1] += d
+        for gone in [s for s in self._last if s not in seen]:
+            del self._last[gone]
+            self.bps.pop(gone, None)
+        self.history.append((second, sample))
+
+    # ---- stream state ------------------------------------------------------------------------
+    def stream_counts(self, stream: str) -> dict[str, int]:
+        counts = {"viewers": 0, "inputs": 0, "outputs": 0, "unspecified": 0}
+        key = {"viewer": "viewers", "input": "inputs", "output": "outputs"}
+        for sess in self.sessions.sessions.values():
+            if sess.stream == stream and sess.conns:
+                counts[key.get(sess.kind, "unspecified")] += 1
+        return counts
+
+    def _watch_streams(self) -> None:
+        ctl = self.ctl
+        active = set(ctl.active_names())
+        with_conns = {c.stream for c in self.sessions.conns.values() if c.stream}
+        for name in sorted(active | set(self.stream_status)):
+            status = ctl.stream_state(name) if name in active else 0
+            old = self.stream_status.get(name, 0)
+            if status != old:
+                self.stream_status[name] = status
+                self._status_changed(name, old, status)
+            if status == 0 and name in self.stream_status:
+                del self.stream_status[name]
+        self.active |= active | with_conns
+        for name in sorted(self.active - active - with_conns):
+            self.active.discard(name)
+            acc = self.sessions.accs.pop(name, StreamAcc())
+            self.triggers.fire_background(
+                "STREAM_END",
+                [
+                    name,
+                    str(acc.down),
+                    str(acc.up),
+                    str(acc.views),
+                    str(acc.inputs),
+                    str(acc.outputs),
+                    str(int(acc.viewseconds)),
+                ],
+                name,
+            )
+
+    def _status_changed(self, name: str, old: int, status: int) -> None:
+        child = self.ctl.supervisor.find_input(name)
+        program = child.spec.program if child is not None else ""
+        input_type = program.removeprefix("MistIn")
+        if status == 4:
+            self.triggers.fire_background("STREAM_READY", [name, input_type], name)
+            if input_type == "Buffer":
+                self.triggers.fire_background("STREAM_BUFFER", [name, "FULL", "{}"], name)
+        elif old == 4 and input_type == "Buffer":
+            self.triggers.fire_background("STREAM_BUFFER", [name, "EMPTY"], name)
+        tags = self.stream_tags(name)
+        counts = self.stream_counts(name)
+        frame = [name, status, counts["viewers"], counts["inputs"], counts["outputs"], tags]
+        for listener in list(self.stream_listeners):
+            listener(frame)
+
+    def stream_tags(self, stream: str) -> list[str]:
+        conf = self.ctl.store.data["streams"].get(base_name(stream), {})
+        tags = conf.get("tags", []) if isinstance(conf, dict) else []
+        configured = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+        return self.sessions.tags_of(stream, configured)
+
+    # ---- sessions: access log ---------------------------------------------------------------
+    def _session_ended(self, sess: Session, now: float) -> None:
+        entry = [
+            int(now),
+            sess.sessid,
+            sess.stream,
+            sess.connector,
+            sess.host,
+            sess.duration(now),
+            sess.up,
+            sess.down,
+            ",".join(sorted(sess.tags)),
+        ]
+        self.access.append(entry)
+        for listener in list(self.access_listeners):
+            listener(entry)
+        target = self.ctl.store.data["config"].get("accesslog", "LOG")
+        if not isinstance(target, str) or not target:
+            return
+        message = (
+            f"Session {sess.sessid} ended: {sess.connector} from {sess.host} on stream "
+            f"{sess.stream}, {entry[5]} s, {sess.up} B up, {sess.down} B down"
+            + (f", tags {entry[8]}" if entry[8] else "")
+        )
+        if target == "LOG":
+            self.ctl.logbook.emit("ACCS", message, sess.stream)
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        try:
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(f"[{stamp}] {message}\n")
+        except OSError as exc:
+            self.ctl.logbook.emit("WARN", f"access log {target}: {exc.strerror}")
+
+    # ---- UDP hot path -----------------------------------------------------------------------
+    def _send(self, addr: tuple[str, int], obj: dict[str, Any]) -> None:
+        udp = self.ctl.udp
+        transport = udp.transport if udp is not None else None
+        if transport is not None:
+            with contextlib.suppress(OSError):
+                transport.sendto(json.dumps(obj).encode(), addr)
+
+    def handles(self, request: dict[str, Any]) -> bool:
+        return len(request) == 1 and next(iter(request)) in UDP_KEYS
+
+    async def handle_datagram(
+        self, request: dict[str, Any], addr: tuple[str, int]
+    ) -> dict[str, Any] | None:
+        """Answer one of :data:`UDP_KEYS`; ``None`` means no reply."""
+        key, body = next(iter(request.items()))
+        if not isinstance(body, dict):
+            return {"error": f"{key} needs an object", "LTS": 1}
+        if key == "session_update":
+            return {"session_update": {"disconnect": self.sessions.update(body.get("conns"))}}
+        if key == "session_close":
+            self.sessions.update(body.get("conns"), closing=True)
+            return None
+        if key == "session_open":
+            return {"session_open": await self.sessions.open(body, addr)}
+        return await self._trigger_fire(body)
+
+    async def _trigger_fire(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        name = body.get("name")
+        payload = body.get("payload")
+        stream = body.get("stream") if isinstance(body.get("stream"), str) else ""
+        if not isinstance(name, str) or not isinstance(payload, list):
+            return {"error": "trigger_fire needs name and payload", "LTS": 1}
+        lines = [str(p) for p in payload]
+        if not body.get("wait", True):
+            self.triggers.fire_background(name, lines, str(stream))
+            return None
+        outcome = await self.triggers.fire(name, lines, str(stream))
+        reply = outcome.to_json()
+        if "rid" in body:
+            reply["rid"] = body["rid"]
+        return {"trigger_fire": reply}
+
+    # ---- API views --------------------------------------------------------------------------
+    def clients(self, arg: Any) -> Any:
+        if isinstance(arg, list):
+            return [self.clients(a) for a in arg]
+        req = arg if isinstance(arg, dict) else {}
+        fields = [f for f in req.get("fields", []) if f in CLIENT_FIELDS] or list(CLIENT_FIELDS)
+        streams = set(_strs(req.get("streams")))
+        protocols = set(_strs(req.get("protocols")))
+        now = int(time.time())
+        when = req.get("time")
+        at = now + int(when) if isinstance(when, (int, float)) and when <= 0 else now
+        if isinstance(when, (int, float)) and when > 0:
+            at = int(when)
+        data = []
+        for sess in self.sessions.sessions.values():
+            if streams and sess.stream not in streams:
+                continue
+            if protocols and sess.connector not in protocols:
+                continue
+            row = self._client_row(sess, at, now, fields)
+            if row is not None:
+                data.append(row)
+        return {"time": at, "fields": fields, "data": data}
+
+    def _client_row(self, sess: Session, at: int, now: int, fields: list[str]) -> list[Any] | None:
+        down, up, pkts, lost, retrans, pos = (
+            sess.down,
+            sess.up,
+            sess.packets,
+            sess.lost,
+            sess.retrans,
+            sess.position,
+        )
+        downbps, upbps = self.bps.get(sess.sessid, (0, 0))
+        if at < now - 1:
+            past = [h for h in sess.history if h[0] <= at]
+            if not past or past[-1][0] < at - 1:
+                return None
+            _, down, up, pkts, lost, retrans, pos = past[-1]
+        elif not sess.conns:
+            return None
+        values = {
+            "host": sess.host,
+            "stream": sess.stream,
+            "protocol": sess.connector,
+            "conntime": max(0, at - int(sess.started)),
+            "position": pos,
+            "down": down,
+            "up": up,
+            "downbps": downbps,
+            "upbps": upbps,
+            "sessid": sess.sessid,
+            "pktcount": pkts,
+            "pktlost": lost,
+            "pktretransmit": retrans,
+        }
+        return [values[f] for f in fields]
+
+    def totals(self, arg: Any) -> Any:
+        if isinstance(arg, list):
+            return [self.totals(a) for a in arg]
+        req = arg if isinstance(arg, dict) else {}
+        fields = [f for f in req.get("fields", []) if f in TOTAL_FIELDS] or list(TOTAL_FIELDS)
+        streams = set(_strs(req.get("streams")))
+        protocols = set(_strs(req.get("protocols")))
+        now = int(time.time())
+        start, end = (
+            _when(req.get("start"), now - STAT_CUTOFF, now),
+            _when(req.get("end"), now, now),
+        )
+        data = []
+        first = last = 0
+        for second, sample in self.history:
+            if second < start or second > end:
+                continue
+            sums = [0] * 8  # clients, inputs, outputs, down, up, pkts, lost, retrans
+            for (stream, connector, kind), row in sample.items():
+                if streams and stream not in streams:
+                    continue
+                if protocols and connector not in protocols:
+                    continue
+                slot = {"viewer": 0, "input": 1, "output": 2}.get(kind)
+                if slot is not None:
+                    sums[slot] += row[0]
+                for i in range(5):
+                    sums[3 + i] += row[1 + i]
+            values = {
+                "clients": sums[0],
+                "inputs": sums[1],
+                "outputs": sums[2],
+                "downbps": sums[3],
+                "upbps": sums[4],
+                "perc_lost": round(100 * sums[6] / sums[5], 3) if sums[5] else 0,
+                "perc_retrans": round(100 * sums[7] / sums[5], 3) if sums[5] else 0,
+            }
+            data.append([values[f] for f in fields])
+            first = first or second
+            last = second
+        return {
+            "start": first or start,
+            "end": last or end,
+            "fields": fields,
+            "data": data,
+            "interval": [[len(data), 1]] if data else [],
+        }
+
+    def stream_field(self, name: str, field: str) -> Any:
+        """The statistics fields of ``active_streams``/``stats_streams``."""
+        if field in ("viewers", "inputs", "outputs", "unspecified"):
+            return self.stream_counts(name)[field]
+        if field == "clients":
+            return sum(self.stream_counts(name).values())
+        acc = self.sessions.accs.get(name, StreamAcc())
+        return {
+            "views": acc.views,
+            "viewseconds": int(acc.viewseconds),
+            "upbytes": acc.up,
+            "downbytes": acc.down,
+            "packsent": acc.packets,
+            "packloss": acc.lost,
+            "packretrans": acc.retrans,
+        }.get(field)
+
+    def stats_names(self) -> list[str]:
+        names = {s.stream for s in self.sessions.sessions.values() if s.stream}
+        names |= {n for n in self.sessions.accs if n}
+        return sorted(names | set(self.ctl.active_names()))
+
+
+def _strs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _when(value: Any, default: int, now: int) -> int:
+    if not isinstance(value, (int, float)):
+        return default
+    return now + int(value) if value <= 0 else int(value)
