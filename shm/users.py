@@ -145,6 +145,7 @@ class Waker:
         self.sock.setblocking(False)
         self.seen = b""
         self.epoch = 0
+        self.addrs: dict[int, bytes] = {}  # token -> socket address
         self.dead: list[int] = []
 
     def wake(self) -> None:
@@ -168,8 +169,13 @@ class Waker:
         status, _pid, token, _hb, _n = SLOT.unpack_from(self.view, slot_offset(i))
         if status != SLOT_ACTIVE:
             return
+        addr = self.addrs.get(token)
+        if addr is None:
+            if len(self.addrs) > 4 * MAX_SLOTS:
+                self.addrs.clear()
+            addr = self.addrs[token] = socket_address(token)
         try:
-            self.sock.sendto(b"\1", socket_address(token))
+            self.sock.sendto(b"\1", addr)
         except BlockingIOError:
             pass  # its queue is full: it has wake-ups pending anyway
         except (ConnectionRefusedError, FileNotFoundError):
