@@ -149,6 +149,7 @@ class Reporter:
         self.absent_until = 0.0
         self.task: asyncio.Task[None] | None = None
         self.closing: list[list[Any]] = []
+        self.seen_controller = False
 
     async def _ensure(self) -> asyncio.DatagramTransport:
         if self.transport is None or self.transport.is_closing():
@@ -188,12 +189,15 @@ class Reporter:
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self.waiting[cid] = future
             transport.sendto(json.dumps({"session_open": request}).encode())
-            timeout = OPEN_TIMEOUT_S if control.under_controller() else ABSENT_TIMEOUT_S
+            patient = control.under_controller() or self.seen_controller
             try:
-                reply = await asyncio.wait_for(future, timeout)
+                reply = await asyncio.wait_for(
+                    future, OPEN_TIMEOUT_S if patient else ABSENT_TIMEOUT_S
+                )
+                self.seen_controller = True
             except (TimeoutError, ConnectionError):
                 reply = None
-                if not control.under_controller():
+                if not patient:
                     self.absent_until = time.monotonic() + ABSENT_RETRY_S
             finally:
                 self.waiting.pop(cid, None)

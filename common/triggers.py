@@ -4,8 +4,9 @@ The controller owns the trigger configuration and runs every handler (executable
 HTTP URLs); children only ask it over the UDP API::
 
     answer = await triggers.fire_async("PLAY_REWRITE", [stream, host, "HTTP", url], stream)
-    if answer is not None and not answer:         # a rewrite trigger answered "": deny
-        ...
+    if answer is not None:                        # a blocking handler answered
+        if not answer: ...deny...                 # "" denies
+        stream = answer
     if not await triggers.allowed_async("CONN_PLAY", [stream, host, "HTTP", url], stream):
         ...reject...
     triggers.fire_nowait("CONN_CLOSE", [stream, host, "HTTP", url], stream)
@@ -14,9 +15,9 @@ Request ``{"trigger_fire": {"name", "payload": [lines], "stream", "wait": bool}}
 reply's ``trigger_fire`` member is ``{"configured": bool, "answer": str, "allow": bool,
 "blocking": bool}``. ``fire*`` returns ``None`` when no handler is configured for the
 trigger and stream (or no controller answers), so the caller keeps its own default.
-When several handlers ran, ``answer`` is the first false answer if any was false, else
-the last blocking handler's answer (MistServer: booleans are ANDed, the last blocking
-rewrite wins).
+``answer`` is the last blocking handler's answer (rewrite triggers: the last blocking
+rewrite wins; only use it when ``blocking``), ``allow`` ANDs every handler's truthiness
+(boolean triggers: use :func:`allowed` / :func:`allowed_async`).
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ def fire_full(
 
 
 def fire(name: str, payload: list[str], stream: str | None = None) -> str | None:
-    """Blocking: the combined answer, or None when no handler is configured."""
+    """Blocking rewrite trigger: the last blocking answer; None when no blocking handler
+    is configured (then the caller keeps its value)."""
     result = fire_full(name, payload, stream)
-    return result.answer if result is not None and result.configured else None
+    return result.answer if result is not None and result.blocking else None
 
 
 def allowed(name: str, payload: list[str], stream: str | None = None) -> bool:
@@ -170,8 +172,9 @@ async def fire_full_async(
 
 
 async def fire_async(name: str, payload: list[str], stream: str | None = None) -> str | None:
+    """As :func:`fire`, on the running event loop."""
     result = await fire_full_async(name, payload, stream)
-    return result.answer if result is not None and result.configured else None
+    return result.answer if result is not None and result.blocking else None
 
 
 async def allowed_async(name: str, payload: list[str], stream: str | None = None) -> bool:

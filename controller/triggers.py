@@ -8,8 +8,9 @@ executable (argv ``[handler, NAME]``, payload on stdin, ``MIST_*`` environment).
 (``sync``) handler's answer is used: executables get SIGTERM after 10 s and SIGKILL at 14 s,
 and at 15 s the configured ``default`` is used instead; a URL gets 10 s. A non-blocking
 handler is started and not waited for: its ``default`` (``"true"`` unless configured) is the
-answer. Answers are stripped of surrounding white space. Booleans of several handlers are
-ANDed; a rewrite takes the last blocking answer (see :func:`combine`).
+answer. Answers are stripped of surrounding white space. ``allow`` ANDs the truthiness of
+every handler's answer (boolean triggers); ``answer`` is the last blocking handler's
+answer (rewrite triggers), see :func:`combine`.
 
 Everything runs as asyncio tasks on the controller's loop, so a hanging handler delays
 only the connection that waits for it. Per-trigger counts, total milliseconds and
@@ -184,10 +185,10 @@ def combine(results: list[tuple[str, bool]]) -> Outcome:
     """Results ``(answer, was_blocking)`` of every handler → the trigger's outcome."""
     if not results:
         return Outcome(False)
-    false = [a for a, _ in results if not is_true(a)]
+    allow = all(is_true(a) for a, _ in results)
     blocking = [a for a, b in results if b]
-    answer = false[0] if false else (blocking[-1] if blocking else results[-1][0])
-    return Outcome(True, answer, not false, bool(blocking), [a for a, _ in results])
+    answer = blocking[-1] if blocking else results[-1][0]
+    return Outcome(True, answer, allow, bool(blocking), [a for a, _ in results])
 
 
 class TriggerService:
