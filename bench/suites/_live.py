@@ -120,7 +120,7 @@ def avc_config() -> bytes:
     enc.width, enc.height, enc.pix_fmt = 320, 240, "yuv420p"
     enc.time_base = Fraction(1, FPS)
     enc.options = {"x264-params": "log-level=none"}
-    enc.flags |= av.codec.context.Flags.global_header  # type: ignore[attr-defined]
+    enc.flags |= av.codec.context.Flags.global_header
     enc.open()
     frame = av.VideoFrame.from_ndarray(np.zeros((240, 320, 3), np.uint8), format="rgb24")
     frame = frame.reformat(format="yuv420p")
