@@ -556,10 +556,13 @@ class StreamWriter:
                 ),
             )
             for start, end, ooff, ocap, noff, ncap, size in rings:
-                for n in range(start, end):
-                    a = ooff + (n & (ocap - 1)) * size
-                    b = noff + (n & (ncap - 1)) * size
-                    new.view[b : b + size] = old.view[a : a + size]
+                n = start
+                while n < end:  # copy runs that are contiguous in both rings
+                    oslot, nslot = n & (ocap - 1), n & (ncap - 1)
+                    run = min(ocap - oslot, ncap - nslot, end - n)
+                    a, b = ooff + oslot * size, noff + nslot * size
+                    new.view[b : b + run * size] = old.view[a : a + run * size]
+                    n += run
         t.attach(new)
         t.name = name
         t.publish_counters()

@@ -142,3 +142,25 @@ def _sent_order(steps: list[tuple[int, bool, int, int]]) -> list[tuple[int, int]
         dts += gap
         out.append((dts, size))
     return out
+
+
+def test_growth_of_a_wrapped_ring_keeps_records(stream: str) -> None:
+    with StreamWriter(stream, dvr_ms=2_000) as w:
+        tid = w.add_track(TrackMeta(0, "video", "H264"))
+        for i in range(10_000):  # wraps the 4096-slot ring; start is far from slot 0
+            w.append(tid, i * 10, 0, i % 25 == 0, _payload(i))
+        w.dvr_ms = 10**9  # now keep everything: the wrapped ring must grow
+        r = StreamReader(stream)
+        r.seek(0)
+        first = r.keys(tid)[0].first_part
+        for i in range(10_000, 16_000):
+            w.append(tid, i * 10, 0, i % 25 == 0, _payload(i))
+        page = r.track_page(tid)
+        assert page.parts_cap >= 8192 and page.counters()[:2] == (first, 16_000)
+        got = []
+        while (p := r.read()) is not None:
+            got.append((p.dts, bytes(p.data)))
+        assert [d for d, _ in got] == [i * 10 for i in range(first, 16_000)]
+        assert all(data == _payload(d // 10) for d, data in got)
+        assert [k.time for k in r.keys(tid)] == list(range(first * 10, 160_000, 250))
+        r.close()
