@@ -461,11 +461,11 @@ class StreamReader:
         """Block until the writer may have published something (or ``timeout``).
 
         When the last wake-up came quickly or found a burst of packets (the stream runs
-        about as fast as we wake), it first polls for ``spin_s``: then the writer never has to send a
-        wake-up, which quadruples throughput on a busy stream. Otherwise it blocks at
-        once, so idle and paced streams cost nothing and many readers at the live edge
-        do not burn each other's CPU. Async callers use
-        :meth:`wait`, which never spins (it would stall the event loop).
+        about as fast as we wake), it first polls for ``spin_s``: then the writer never
+        has to send a wake-up, which quadruples throughput on a busy stream. Otherwise
+        it blocks at once, so idle and paced streams cost nothing and many readers at
+        the live edge do not burn each other's CPU. Async callers use :meth:`wait`,
+        which never spins (it would stall the event loop).
         """
         if spin_s > 0 and (self._quick_wake or self._reads - self._reads_at_wake > BUSY_READS):
             until = time.perf_counter() + spin_s
