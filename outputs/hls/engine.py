@@ -72,13 +72,16 @@ class StreamSegments:
         self.dvr_ms: int = meta.dvr_ms
         self.part_ms = part_ms
         self.generation = f"{meta.pages.get(main, '')}"
+        self._meta_version = meta.version
         self.spans: list[SegmentSpan] = []
         self.open_start: int | None = None
         self.known_ms = 0
         self.ended = not self.live
         self.closed = False
         self.version = 0
-        self.target_s = max(1, -(-self.target_ms // 1000))
+        # A live fragment ends at the first keyframe after ``segmentsize``: leave a second for
+        # the keyframe interval, so EXT-X-TARGETDURATION need not grow (RFC 8216 6.2.1).
+        self.target_s = max(1, -(-self.target_ms // 1000) + (1 if self.live else 0))
         self.utc_offset_ms: int | None = None  # unix ms at media time 0 (live)
         self.discontinuities: list[int] = []  # media times where a publisher resumed
         self.last_used = time.monotonic()
@@ -111,7 +114,8 @@ class StreamSegments:
 
     def _index_live(self) -> None:
         meta = self.reader.meta
-        if meta.tracks.keys() != self.tracks.keys():
+        if meta.version != self._meta_version:
+            self._meta_version = meta.version
             self.tracks = dict(meta.tracks)
         lasts = [
             ms

@@ -78,11 +78,12 @@ async def cached(key: Any, produce: Callable[[], Awaitable[bytes]]) -> bytes:
         _inflight.pop(key, None)
 
 
-def prefetch(key: Any, produce: Callable[[], Awaitable[bytes]]) -> None:
-    """Start muxing ``key`` in the background unless it is cached or being made."""
+def prefetch(key: Any, make: Callable[[], Awaitable[bytes]]) -> None:
+    """Run ``make()`` (which caches under ``key`` itself) in the background, unless
+    ``key`` is cached or being made already."""
     if key in CACHE or key in _inflight:
         return
-    task = asyncio.ensure_future(cached(key, produce))
+    task = asyncio.ensure_future(make())
     task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
 

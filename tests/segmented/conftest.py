@@ -8,6 +8,7 @@ same path as ``tests/outputs_http``, whose publishers and server helpers are reu
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,12 +17,12 @@ from pathlib import Path
 import av
 import pytest
 
-from shm.model import TrackMeta
+from shm import StreamWriter
+from shm.model import StreamState, TrackMeta
 from tests.outputs_http.conftest import (
     CODEC_NAMES,
     H264_AAC,
     Frame,
-    LivePublisher,
     Server,
     Source,
     publish_vod,
@@ -75,6 +76,83 @@ def make_clip(path: Path, seconds: int, gop: int = FPS) -> Source:
     return Source(path, tracks, frames)
 
 
+class SteadyPublisher:
+    """Publishes a clip live, in real time, looped with gap-free timestamps.
+
+    Video repeats every ``frames x 40 ms``; audio frames are cycled on their own and
+    stamped at ``n x 1024 / rate`` so both tracks stay continuous across loops (what a
+    camera would send). :meth:`resume_after` imitates MistInBuffer taking back a
+    publisher: a pause, timestamps that follow on 20 ms after the last packet, and a
+    ``discontinuities`` mark on every track."""
+
+    def __init__(self, stream: str, src: Source) -> None:
+        self.stream = stream
+        self.writer = StreamWriter(stream, live=True)
+        for t in src.tracks:
+            self.writer.add_track(t)
+        self.video = [f for f in src.frames if f.track == 1]
+        self.audio = [f for f in src.frames if f.track == 2]
+        self.rate = src.audio.rate
+        self.stop_flag = threading.Event()
+        self.pause_at_ms: int | None = None
+        self.pause_s = 0.0
+        self.last_dts = 0
+        self.thread = threading.Thread(target=self._run, name=f"publish {stream}", daemon=True)
+
+    def start(self) -> SteadyPublisher:
+        self.writer.set_state(StreamState.READY)
+        self.thread.start()
+        return self
+
+    def resume_after(self, at_ms: int, pause_s: float) -> None:
+        self.pause_s, self.pause_at_ms = pause_s, at_ms
+
+    def _frames(self) -> Iterator[tuple[int, Frame]]:
+        span = len(self.video) * 1000 // FPS
+        vi = ai = 0
+        while True:
+            v = self.video[vi % len(self.video)]
+            vdts = v.dts + (vi // len(self.video)) * span
+            adts = ai * 1024 * 1000 // self.rate
+            if vdts <= adts:
+                yield vdts, v
+                vi += 1
+            else:
+                yield adts, self.audio[ai % len(self.audio)]
+                ai += 1
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        shift = 0
+        for dts, f in self._frames():
+            if (
+                self.pause_at_ms is not None
+                and dts >= self.pause_at_ms
+                and f.track == 1
+                and f.keyframe
+            ):
+                # the publisher drops and comes back: the buffer makes times follow on
+                self.pause_at_ms = None
+                if self.stop_flag.wait(self.pause_s):
+                    return
+                shift = self.last_dts + 20 - dts
+                t0 = time.monotonic() - (dts + shift) / 1000
+                for tid, t in self.writer.tracks.items():
+                    marks = [*t.extra.get("discontinuities", []), dts + shift]
+                    self.writer.update_track(tid, extra={**t.extra, "discontinuities": marks})
+            out = dts + shift
+            delay = t0 + out / 1000 - time.monotonic()
+            if delay > 0 and self.stop_flag.wait(delay):
+                return
+            self.writer.append(f.track, out, f.offset, f.keyframe, f.data)
+            self.last_dts = max(self.last_dts, out)
+
+    def close(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(5)
+        self.writer.close()
+
+
 @pytest.fixture(scope="session")
 def vod_clip(tmp_path_factory: pytest.TempPathFactory) -> Source:
     return make_clip(tmp_path_factory.mktemp("seg") / "vod.mp4", VOD_SECONDS)
@@ -95,13 +173,24 @@ def vod(vod_clip: Source) -> Iterator[str]:
         w.close()
 
 
-@pytest.fixture
-def live(live_clip: Source) -> Iterator[LivePublisher]:
-    pub = LivePublisher(unique("seglive"), live_clip).start()
+def _publish(clip: Source) -> Iterator[SteadyPublisher]:
+    pub = SteadyPublisher(unique("seglive"), clip).start()
     try:
         yield pub
     finally:
         pub.close()
+
+
+@pytest.fixture(scope="module")
+def live(live_clip: Source) -> Iterator[SteadyPublisher]:
+    """One live stream shared by a module's tests (it keeps running between them)."""
+    yield from _publish(live_clip)
+
+
+@pytest.fixture
+def fresh_live(live_clip: Source) -> Iterator[SteadyPublisher]:
+    """A live stream of the test's own (for tests that disturb the publisher)."""
+    yield from _publish(live_clip)
 
 
 @pytest.fixture(scope="module")

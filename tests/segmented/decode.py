@@ -58,13 +58,14 @@ def decode(url: str, seconds: float | None = None, timeout: float = 20.0) -> Dec
     return out
 
 
-def decode_ffprobe(url: str, timeout: float = 60.0) -> Decoded:
+def decode_ffprobe(url: str, seconds: float | None = None, timeout: float = 60.0) -> Decoded:
     """Decode with the Debian ffprobe: its FFmpeg has the DASH demuxer (libxml2), PyAV's not."""
     import subprocess
 
+    interval = ["-read_intervals", f"%+{seconds}"] if seconds else []
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "frame=media_type,pts_time,nb_samples",
-         "-of", "csv=p=0", url],
+        ["ffprobe", "-v", "error", *interval,
+         "-show_entries", "frame=media_type,pts_time,nb_samples", "-of", "csv=p=0", url],
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     out = Decoded()

@@ -1,0 +1,165 @@
+"""Live through /hls/ and /cmaf/: sliding playlists that follow the spec between reloads,
+LL-HLS parts and blocking reloads, FFmpeg decoding the live edge, a publisher resume."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mistcodecs.dash import parse_mpd
+from mistcodecs.hls import (
+    MediaPlaylist,
+    check_media_playlist,
+    check_update,
+    parse_media_playlist,
+)
+from tests.outputs_http.conftest import Server
+
+from .conftest import FPS, SteadyPublisher, fetch
+from .decode import Decoded, decode, decode_ffprobe
+
+LIVE_DECODE_S = 6.0
+
+
+def playlist(server: Server, path: str) -> MediaPlaylist:
+    status, headers, body, _ = fetch(server, path)
+    assert status == 200, body
+    assert headers["cache-control"] == "public, max-age=1"
+    pl = parse_media_playlist(body.decode())
+    assert check_media_playlist(pl) == []
+    return pl
+
+
+def assert_continuous(got: Decoded, seconds: float) -> None:
+    assert got.errors == []
+    assert got.video_seconds >= seconds - 0.5
+    assert got.video_gaps(1 / FPS) == []
+    assert got.audio_gaps(48000) == []
+
+
+def test_hls_ts_live_playlist_slides(server: Server, live: SteadyPublisher) -> None:
+    path = f"/hls/{live.stream}/1_2/index.m3u8"
+    first = playlist(server, path)
+    assert not first.endlist and first.segments
+    assert first.segments[0].program_date_time is not None
+    prev, seen = first, first
+    deadline = time.monotonic() + 15
+    while seen.media_sequence == 0 or len(seen.segments) < 4:
+        assert time.monotonic() < deadline, "the live playlist does not advance"
+        time.sleep(0.5)
+        seen = playlist(server, path)
+        assert check_update(prev, seen) == []
+        assert seen.target_duration == first.target_duration
+        prev = seen
+    # the window keeps >= 4 target durations (MistServer) and drops what is older
+    assert sum(s.duration for s in seen.segments) >= 4 * (seen.target_duration or 0) - 2.5
+    for seg in seen.segments:
+        start, end = (int(x) for x in seg.uri[:-3].split("_"))
+        assert abs((end - start) / 1000 - seg.duration) < 0.001
+
+
+@pytest.mark.parametrize("path", ["/hls/{s}/index.m3u8", "/cmaf/{s}/index.m3u8"])
+def test_ffmpeg_plays_live_hls(server: Server, live: SteadyPublisher, path: str) -> None:
+    got = decode(server.base + path.format(s=live.stream), seconds=LIVE_DECODE_S)
+    assert_continuous(got, LIVE_DECODE_S)
+
+
+def test_ffmpeg_plays_live_dash(server: Server, live: SteadyPublisher) -> None:
+    status, headers, body, _ = fetch(server, f"/cmaf/{live.stream}/index.mpd")
+    assert status == 200 and headers["cache-control"] == "public, max-age=1"
+    mpd = parse_mpd(body)
+    assert mpd.dynamic and mpd.availability_start_time is not None
+    assert mpd.minimum_update_period and mpd.time_shift_buffer_depth
+    got = decode_ffprobe(server.base + f"/cmaf/{live.stream}/index.mpd", seconds=LIVE_DECODE_S)
+    assert_continuous(got, LIVE_DECODE_S)
+
+
+def test_ll_hls_parts_and_blocking_reload(server: Server, live: SteadyPublisher) -> None:
+    path = f"/cmaf/{live.stream}/1/index.m3u8"
+    pl = playlist(server, path)
+    assert pl.part_target is not None and 0.2 <= pl.part_target <= 0.5
+    control = pl.server_control
+    assert control is not None and control.can_block_reload
+    assert control.part_hold_back is not None and control.part_hold_back >= 3 * pl.part_target
+    assert pl.preload_hints and pl.preload_hints[0].type == "PART"
+    assert [r.uri for r in pl.rendition_reports] == ["../2/index.m3u8"]
+    parts = [p for s in pl.segments for p in s.parts] + pl.open_parts
+    assert parts and all(p.duration <= pl.part_target + 0.0005 for p in parts)
+    # the preload-hinted part does not exist yet: the request waits for it
+    hint = pl.preload_hints[0].uri
+    status, _, body, took = fetch(server, f"/cmaf/{live.stream}/1/{hint}")
+    assert status == 200 and body[4:8] == b"moof"
+    # block until the next part is listed
+    msn, part = pl.next_msn, len(pl.open_parts)
+    status, headers, body, took = fetch(server, f"{path}?_HLS_msn={msn}&_HLS_part={part}")
+    assert status == 200 and "max-age" in headers["cache-control"]
+    after = parse_media_playlist(body.decode())
+    listed = (
+        after.open_parts if after.next_msn == msn else after.segments[msn - after.first_msn].parts
+    )
+    assert len(listed) > part or after.next_msn > msn
+    # block for a whole segment
+    status, _, body, took = fetch(server, f"{path}?_HLS_msn={after.next_msn}")
+    assert status == 200 and took > 0.1
+    assert parse_media_playlist(body.decode()).last_msn >= after.next_msn
+
+
+def test_blocking_reload_bad_requests(server: Server, live: SteadyPublisher) -> None:
+    path = f"/cmaf/{live.stream}/1/index.m3u8"
+    pl = playlist(server, path)
+    for query in (
+        f"_HLS_msn={pl.next_msn + 5}",
+        "_HLS_part=1",
+        "_HLS_msn=abc",
+        "_HLS_msn=-1",
+        f"_HLS_msn={pl.next_msn}&_HLS_part=40",
+        "_HLS_skip=maybe",
+    ):
+        status, _, _, took = fetch(server, f"{path}?{query}")
+        assert status == 400, query
+        assert took < 1.0, query  # refused at once, not after blocking
+
+
+def test_cmaf_segment_is_its_parts(server: Server, live: SteadyPublisher) -> None:
+    path = f"/cmaf/{live.stream}/2/index.m3u8"
+    pl = playlist(server, path)
+    seg = next(s for s in reversed(pl.segments) if s.parts)
+    body = fetch(server, f"/cmaf/{live.stream}/2/{seg.uri}")[2]
+    parts = [fetch(server, f"/cmaf/{live.stream}/2/{p.uri}")[2] for p in seg.parts]
+    assert body[4:8] == b"styp"
+    styp = int.from_bytes(body[:4], "big")
+    assert body[styp:] == b"".join(parts)
+    assert all(p.independent for p in seg.parts)  # audio: every part starts a sample
+
+
+def test_publisher_resume_is_a_discontinuity(server: Server, fresh_live: SteadyPublisher) -> None:
+    live = fresh_live
+    live.resume_after(live.last_dts + 1500, pause_s=1.0)
+    path = f"/hls/{live.stream}/1_2/index.m3u8"
+    deadline = time.monotonic() + 20
+    while True:
+        pl = playlist(server, path)
+        if any(s.discontinuity for s in pl.segments):
+            break
+        assert time.monotonic() < deadline, "no EXT-X-DISCONTINUITY after the resume"
+        time.sleep(0.5)
+    marked = next(s for s in pl.segments if s.discontinuity)
+    assert marked.program_date_time is not None  # the date is given again after the tag
+    for prefix in ("/hls/{s}/index.m3u8", "/cmaf/{s}/index.m3u8"):
+        got = decode(server.base + prefix.format(s=live.stream), seconds=4)
+        assert got.errors == [] and got.video_seconds >= 3.5
+        assert got.video_gaps(1 / FPS) == []  # times follow on across the resume
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/hls/{s}/index.m3u8", "/cmaf/{s}/index.m3u8"])
+def test_ffmpeg_plays_live_20s(server: Server, live: SteadyPublisher, path: str) -> None:
+    got = decode(server.base + path.format(s=live.stream), seconds=20, timeout=40)
+    assert_continuous(got, 20)
+
+
+@pytest.mark.slow
+def test_ffmpeg_plays_live_dash_20s(server: Server, live: SteadyPublisher) -> None:
+    got = decode_ffprobe(server.base + f"/cmaf/{live.stream}/index.mpd", seconds=20)
+    assert_continuous(got, 20)
