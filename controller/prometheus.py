@@ -9,6 +9,7 @@ Memory is in MiB, CPU in tenths of a percent, as in ``capabilities``.
 from __future__ import annotations
 
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -70,16 +71,18 @@ def _facts(ctl: Controller) -> dict[str, Any]:
 
 def _current(mon: Monitor) -> dict[str, int]:
     counts = {"viewer": 0, "input": 0, "output": 0, "unspecified": 0}
+    mono = time.monotonic()
     for sess in mon.sessions.sessions.values():
-        if sess.conns:
+        if sess.current(mono):
             counts[sess.kind] = counts.get(sess.kind, 0) + 1
     return counts
 
 
 def _per_output(mon: Monitor) -> dict[str, int]:
     out: dict[str, int] = {}
+    mono = time.monotonic()
     for sess in mon.sessions.sessions.values():
-        if sess.conns and sess.kind == "viewer":
+        if sess.kind == "viewer" and sess.current(mono):
             out[sess.connector] = out.get(sess.connector, 0) + 1
     return out
 

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from controller.triggers import TriggerService
 
 STALE_S = 10.0
+# A session counts as current this long after its last connection closed: request-based
+# viewers (HLS/CMAF segment requests) are between two connections most of the time.
+CURRENT_GRACE_S = 5.0
 HISTORY_S = 60  # per-session samples kept for ``clients`` with a past ``time``
 MODE_KEYS = {
     "viewer": "sessionViewerMode",
@@ -106,6 +109,12 @@ class Session:
 
     def duration(self, now: float) -> int:
         return max(0, int(now - self.started))
+
+    def current(self, mono: float) -> bool:
+        """Connected now, or between two requests of a request-based viewer."""
+        return bool(self.conns) or (
+            self.idle_since is not None and mono - self.idle_since < CURRENT_GRACE_S
+        )
 
 
 class SessionTable:
@@ -290,7 +299,7 @@ class SessionTable:
         second = int(now)
         viewers_by_stream: dict[str, int] = {}
         for sess in list(self.sessions.values()):
-            if sess.conns:
+            if sess.current(mono):
                 for cid in sess.conns:
                     conn = self.conns.get(cid)
                     if conn is None:
@@ -315,7 +324,11 @@ class SessionTable:
                         sess.position,
                     )
                 )
-            elif sess.idle_since is not None and mono - sess.idle_since >= self.linger:
+            if (
+                not sess.conns
+                and sess.idle_since is not None
+                and mono - sess.idle_since >= self.linger
+            ):
                 self._end(sess, now)
         for stream, count in viewers_by_stream.items():
             self.accs.setdefault(stream, StreamAcc()).viewseconds += count * dt

@@ -129,8 +129,9 @@ class Monitor:
     def _sample(self, second: int, dt: float) -> None:
         sample: Sample = {}
         seen: set[str] = set()
+        mono = time.monotonic()
         for sess in self.sessions.sessions.values():
-            if not sess.conns:
+            if not sess.current(mono):
                 continue
             seen.add(sess.sessid)
             now_vals = (sess.down, sess.up, sess.packets, sess.lost, sess.retrans)
@@ -151,9 +152,10 @@ class Monitor:
     # ---- stream state ------------------------------------------------------------------------
     def stream_counts(self, stream: str) -> dict[str, int]:
         counts = {"viewers": 0, "inputs": 0, "outputs": 0, "unspecified": 0}
+        mono = time.monotonic()
         key = {"viewer": "viewers", "input": "inputs", "output": "outputs"}
         for sess in self.sessions.sessions.values():
-            if sess.stream == stream and sess.conns:
+            if sess.stream == stream and sess.current(mono):
                 counts[key.get(sess.kind, "unspecified")] += 1
         return counts
 
@@ -325,7 +327,7 @@ class Monitor:
             if not past or past[-1][0] < at - 1:
                 return None
             _, down, up, pkts, lost, retrans, pos = past[-1]
-        elif not sess.conns:
+        elif not sess.current(time.monotonic()):
             return None
         values = {
             "host": sess.host,
