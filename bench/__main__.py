@@ -39,7 +39,15 @@ def main(suite: str, quick: bool, as_json: bool) -> None:
     if suite != "all" and suite not in names:
         raise click.ClickException(f"unknown suite {suite!r}; have: {', '.join(names)}, all")
     chosen = names if suite == "all" else [suite]
-    results = {name: run_suite(name, quick) for name in chosen}
+    results: dict[str, dict[str, Any]] = {}
+    for name in chosen:
+        if suite != "all":
+            results[name] = run_suite(name, quick)
+            continue
+        try:  # with 'all', one broken suite must not hide the others' figures
+            results[name] = run_suite(name, quick)
+        except Exception as exc:
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
     out: dict[str, Any] = results if suite == "all" else results[suite]
     if as_json:
         sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
