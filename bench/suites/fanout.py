@@ -53,16 +53,17 @@ class _Viewer(asyncio.Protocol):
         self.ack_every = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        tr: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = tr
         if self.kind == "http":
             self.raw = True
-            self.transport.write(f"GET /{self.name}.flv HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+            tr.write(f"GET /{self.name}.flv HTTP/1.1\r\nHost: b\r\n\r\n".encode())
             return
         from mistcodecs.rtmp import RtmpClientConnection
 
         self.conn = RtmpClientConnection(plain_handshake=True)
         self.conn.connect("live", f"rtmp://127.0.0.1:{self.port}/live")
-        self.transport.write(self.conn.data_to_send())
+        tr.write(self.conn.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         self.bytes += len(data)
