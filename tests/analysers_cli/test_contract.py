@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from shm import StreamWriter
 from shm.cleanup import stream_page_names
 from shm.model import TrackMeta
 from tests.analysers_cli.progs import MODULES, STDIN, VALID, cli, cli_all, summary
+from tests.codecs_rtmp.test_nginx_analyser import MODULE, nginx, publish
 
 NAMES = {
     "MistAnalyserFLV": "MistAnalyserFLV",
@@ -25,6 +27,7 @@ NAMES = {
     "MistAnalyserRTMP": "MistAnalyserRTMP",
     "MistAnalyserHLS": "HLS",
 }
+__all__ = ["nginx"]  # the fixture, shared with the RTMP codec tests
 ANALYSERS = [p for p in MODULES if p != "MistUtilMETA"]
 SHARED_FLAGS = ["-D", "-V", "-T", "-g", "--json", "--help"]
 
@@ -168,3 +171,25 @@ def test_meta_missing_stream_exits_2(stream: str) -> None:
     assert "not on the bus" in res.stderr and "Traceback" not in res.stderr
     assert res.returncode == 2
     assert res.stdout.strip()
+
+
+@pytest.mark.skipif(not MODULE.exists(), reason="libnginx-mod-rtmp not installed")
+def test_rtmp_live_stream_with_every_shared_flag(nginx: int) -> None:
+    """A live stream arrives in real time: -V passes; --json lines and the summary last."""
+    pub = publish(nginx, "contract", 3)
+    try:
+        time.sleep(0.5)  # nginx only serves a live stream once the publisher is in
+        res = cli(
+            "MistAnalyserRTMP",
+            f"rtmp://127.0.0.1:{nginx}/live/contract",
+            *("-D", "1", "-V", "-T", "20", "-g", "4", "--json"),
+            timeout=40,
+        )
+        assert pub.wait(30) == 0
+    finally:
+        pub.kill()
+        pub.wait()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert summary(res.stdout).startswith("MistAnalyserRTMP: valid")
+    records = [json.loads(line) for line in res.stdout.strip().splitlines()[:-1]]
+    assert any("timeline" in r for r in records)
