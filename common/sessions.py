@@ -33,7 +33,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from common import control
@@ -90,6 +90,17 @@ def token_from(
     if headers and headers.get("X-Mist-Tkn"):
         return str(headers["X-Mist-Tkn"])
     return ""
+
+
+def http_token(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """:func:`token_from` for an HTTP request (lower- or mixed-case header names)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    cookies: dict[str, str] = {}
+    for part in lower.get("cookie", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            cookies[name] = value
+    return token_from(query, cookies, {"X-Mist-Tkn": lower.get("x-mist-tkn", "")})
 
 
 class Connection:
@@ -272,3 +283,54 @@ def reporter(connector: str) -> Reporter:
     if found is None:
         found = _reporters[key] = Reporter(connector)
     return found
+
+
+class CountingSink:
+    """Wraps a streamed-body sink (``write``/``drain``/``closed``): every byte written is
+    counted in ``conn.down``, and a kicked connection reports itself closed."""
+
+    def __init__(self, sink: Any, conn: Connection) -> None:
+        self.sink = sink
+        self.conn = conn
+
+    def write(self, data: bytes) -> None:
+        self.conn.down += len(data)
+        self.sink.write(data)
+
+    async def drain(self) -> None:
+        await self.sink.drain()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.sink.closed) or self.conn.kicked.is_set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+
+async def close_on_kick(conn: Connection, close: Callable[[], Any]) -> None:
+    """Wait for a kick of ``conn``, then call ``close`` (e.g. the transport's)."""
+    await conn.kicked.wait()
+    close()
+
+
+def track_body(
+    body: Callable[[Any], Awaitable[None]], conn: Connection
+) -> Callable[[Any], Awaitable[None]]:
+    """A streamed HTTP body that counts its bytes, stops on a kick and closes ``conn``."""
+
+    async def run(sink: Any) -> None:
+        closer = getattr(sink, "close", None)
+        watcher = (
+            asyncio.create_task(close_on_kick(conn, closer), name=f"kick-{conn.id}")
+            if callable(closer)
+            else None
+        )
+        try:
+            await body(CountingSink(sink, conn))
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            conn.close()
+
+    return run

@@ -10,6 +10,7 @@ HTTP URLs); children only ask it over the UDP API::
     if not await triggers.allowed_async("CONN_PLAY", [stream, host, "HTTP", url], stream):
         ...reject...
     triggers.fire_nowait("CONN_CLOSE", [stream, host, "HTTP", url], stream)
+    fallback = await triggers.default_stream_async(stream, host, "HTTP", url)  # "" = none
 
 Request ``{"trigger_fire": {"name", "payload": [lines], "stream", "wait": bool}}``; the
 reply's ``trigger_fire`` member is ``{"configured": bool, "answer": str, "allow": bool,
@@ -118,7 +119,9 @@ class _Client(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         with contextlib.suppress(ValueError):
             obj = json.loads(data)
-            body = obj.get("trigger_fire") if isinstance(obj, dict) else None
+            if not isinstance(obj, dict):
+                return
+            body = obj.get("trigger_fire") or obj.get("default_stream")
             rid = body.get("rid") if isinstance(body, dict) else None
             future = self.waiting.pop(rid, None) if isinstance(rid, int) else None
             if future is not None and not future.done() and isinstance(body, dict):
@@ -147,28 +150,44 @@ async def _client() -> _Client:
     return client
 
 
-async def fire_full_async(
-    name: str, payload: list[str], stream: str | None = None, timeout: float = REPLY_TIMEOUT_S
-) -> TriggerReply | None:
-    """As :func:`fire_full`, on the running event loop (no thread, no blocking)."""
+async def _ask(key: str, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """One request/reply with the controller on this loop's socket (None: no answer)."""
     try:
         client = await _client()
     except OSError:
         return None
     rid = next(client.ids)
-    request = _request(name, payload, stream, True)
-    request["trigger_fire"]["rid"] = rid
     future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     client.waiting[rid] = future
     assert client.transport is not None
     try:
-        client.transport.sendto(json.dumps(request).encode())
-        body = await asyncio.wait_for(future, timeout)
+        client.transport.sendto(json.dumps({key: {**body, "rid": rid}}).encode())
+        return await asyncio.wait_for(future, timeout)
     except (TimeoutError, OSError):
         return None
     finally:
         client.waiting.pop(rid, None)
+
+
+async def fire_full_async(
+    name: str, payload: list[str], stream: str | None = None, timeout: float = REPLY_TIMEOUT_S
+) -> TriggerReply | None:
+    """As :func:`fire_full`, on the running event loop (no thread, no blocking)."""
+    body = await _ask(
+        "trigger_fire", _request(name, payload, stream, True)["trigger_fire"], timeout
+    )
     return TriggerReply.from_json(body)
+
+
+async def default_stream_async(
+    stream: str, host: str, connector: str, url: str, timeout: float = REPLY_TIMEOUT_S
+) -> str:
+    """The fallback for an unavailable ``stream`` (DEFAULT_STREAM's answer or the
+    configured ``defaultStream``, variables expanded); empty: none, answer with an error."""
+    body = {"stream": stream, "host": host, "connector": connector, "url": url}
+    reply = await _ask("default_stream", body, timeout)
+    fallback = reply.get("stream") if reply else None
+    return fallback if isinstance(fallback, str) else ""
 
 
 async def fire_async(name: str, payload: list[str], stream: str | None = None) -> str | None:

@@ -64,7 +64,7 @@ STAT_FIELDS = (
     "packloss",
     "packretrans",
 )
-UDP_KEYS = ("session_open", "session_update", "session_close", "trigger_fire")
+UDP_KEYS = ("session_open", "session_update", "session_close", "trigger_fire", "default_stream")
 
 # One second of totals: (stream, connector, kind) -> [sessions, down, up, pkts, lost, retrans]
 Sample = dict[tuple[str, str, str], list[int]]
@@ -92,6 +92,7 @@ class Monitor:
         self.bps: dict[str, tuple[int, int]] = {}  # sessid -> (down, up) bytes/s
         self._task: asyncio.Task[None] | None = None
         self._last_tick = time.monotonic()
+        self.outputs: dict[str, str] = {}  # running connector key -> its config JSON
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,6 +246,81 @@ class Monitor:
         except OSError as exc:
             self.ctl.logbook.emit("WARN", f"access log {target}: {exc.strerror}")
 
+    # ---- controller-side triggers ----------------------------------------------------------
+    async def allowed(self, name: str, lines: list[str], stream: str = "") -> bool:
+        """A boolean trigger: False only when a configured handler said no."""
+        if not self.triggers.configured(name, stream):
+            return True
+        outcome = await self.triggers.fire(name, lines, stream)
+        if not outcome.allow:
+            self.ctl.logbook.emit("INFO", f"Trigger {name} refused ({outcome.answer!r})", stream)
+        return outcome.allow
+
+    async def rewrite(self, name: str, lines: list[str], stream: str = "") -> str | None:
+        """A rewrite trigger: the last blocking answer, None when none is configured."""
+        if not self.triggers.configured(name, stream):
+            return None
+        outcome = await self.triggers.fire(name, lines, stream)
+        return outcome.answer if outcome.blocking else None
+
+    async def system_start(self) -> bool:
+        from controller.version import RELEASE, VERSION
+
+        return await self.allowed("SYSTEM_START", [f"{VERSION} {RELEASE}"])
+
+    async def system_stop(self, reason: str) -> bool:
+        return await self.allowed("SYSTEM_STOP", [reason])
+
+    def watch_outputs(self, running: dict[str, Any]) -> None:
+        """OUTPUT_START/OUTPUT_STOP for connectors that started or stopped since the last call."""
+        for key, conf in running.items():
+            if key not in self.outputs:
+                text = json.dumps({k: v for k, v in conf.items() if k != "online"})
+                self.outputs[key] = text
+                self.triggers.fire_background("OUTPUT_START", [text])
+        for key in [k for k in self.outputs if k not in running]:
+            self.triggers.fire_background("OUTPUT_STOP", [self.outputs.pop(key)])
+
+    def input_exited(self, stream: str, source: str, program: str, pid: int, code: int) -> None:
+        """INPUT_ABORT for an input that exited with an error (not our SIGTERM)."""
+        if code == 0 or code == -15:
+            return
+        if code < 0:
+            import signal
+
+            try:
+                signame = signal.Signals(-code).name
+            except ValueError:
+                signame = f"signal {-code}"
+            machine, human = signame, f"{program} was killed by {signame}"
+        else:
+            machine, human = f"EXIT_{code}", f"{program} exited with code {code}"
+        self.triggers.fire_background(
+            "INPUT_ABORT", [stream, source, program, str(pid), machine, human], stream
+        )
+
+    async def default_stream(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"default_stream": {stream, host, connector, url}}`` -> ``{"stream": fallback}``.
+
+        The fallback is DEFAULT_STREAM's blocking answer if configured, else
+        ``config.defaultStream``; ``$stream``/``$basename``/``$wildcard`` are expanded;
+        empty means no fallback."""
+        stream = str(body.get("stream", ""))
+        configured = self.ctl.store.data["config"].get("defaultStream")
+        current = configured if isinstance(configured, str) else ""
+        lines = [current, stream, str(body.get("host", "")), str(body.get("connector", ""))]
+        lines.append(str(body.get("url", "")))
+        answer = await self.rewrite("DEFAULT_STREAM", lines, stream)
+        fallback = current if answer is None else answer
+        base = base_name(stream)
+        wildcard = stream[len(base) + 1 :] if len(stream) > len(base) else ""
+        fallback = (
+            fallback.replace("$stream", stream)
+            .replace("$basename", base)
+            .replace("$wildcard", wildcard)
+        )
+        return {"default_stream": {"stream": fallback, "rid": body.get("rid")}}
+
     # ---- UDP hot path -----------------------------------------------------------------------
     def _send(self, addr: tuple[str, int], obj: dict[str, Any]) -> None:
         udp = self.ctl.udp
@@ -270,6 +346,8 @@ class Monitor:
             return None
         if key == "session_open":
             return {"session_open": await self.sessions.open(body, addr)}
+        if key == "default_stream":
+            return await self.default_stream(body)
         return await self._trigger_fire(body)
 
     async def _trigger_fire(self, body: dict[str, Any]) -> dict[str, Any] | None:
