@@ -158,5 +158,5 @@ def make_main(
         sys.exit(run(analyser, chunks, validate, timeout))
 
     for decorate in reversed(extra_options or []):
-        command = decorate(command)  # type: ignore[assignment]
+        command = decorate(command)
     return command
