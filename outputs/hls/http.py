@@ -22,8 +22,13 @@ from typing import Any
 from mistcodecs.hls import MasterPlaylist, SegmentSpan, Variant, live_window, media_playlist
 from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.ts import TsMuxer
-from outputs.formats import SourceEntry, register_prefix, register_source
-from outputs.hls import respond
+from outputs.formats import (
+    SourceEntry,
+    register_player_script,
+    register_prefix,
+    register_source,
+)
+from outputs.hls import player, respond
 from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
 from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
@@ -153,6 +158,8 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
     bad = respond.method_check(req)
     if bad is not None:
         return bad
+    if not rest and stream in player.LIBS:
+        return player.serve(req, stream)  # /hls/hlsjs.js, /hls/dashjs.js
     try:
         seg = await SERVICE.get(stream)
     except StreamGone as exc:
@@ -188,6 +195,7 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
 def register() -> None:
     """Called by MistOutHTTP at start-up (``outputs.formats.load_plugins``)."""
     register_prefix("hls", handle, "HLS")
+    register_player_script(player.script())
     register_source(
         SourceEntry(
             "html5/application/vnd.apple.mpegurl", "HLS (TS)", 7,

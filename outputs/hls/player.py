@@ -1,0 +1,77 @@
+"""hls.js and dash.js for the ``/<s>.html`` player page.
+
+The libraries are vendored in ``outputs/http/static`` (see its NOTICE) and served with
+long cache lifetimes. The player page calls ``window.mistPlayers[<source type>]`` for
+each source in order; the handlers registered here take HLS when the browser cannot
+play it natively (Firefox; Chromium has played HLS itself since ~2025 unless the page
+says ``?forceplayer=hlsjs``) and DASH always, loading the library on first use.
+The player objects are left on ``window.mistHls`` / ``window.mistDash`` (tests read
+hls.js's ``latency`` from there).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from outputs.hls import respond
+from outputs.http.message import Request, Response, error_response
+
+LIBS = {"hlsjs.js": "hlsjs.js", "dashjs.js": "dashjs.js"}
+LIB_PATH = "/hls/{name}"  # served by the /hls/ handler until MistOutHTTP maps /<name> itself
+
+SCRIPT = """<script>
+(function () {
+  "use strict";
+  var players = window.mistPlayers = window.mistPlayers || {};
+  // ?forceplayer=hlsjs uses hls.js even where the browser plays HLS itself
+  var force = new URLSearchParams(window.location.search).get("forceplayer");
+  function lib(name, ready) {
+    if (window[name === "hlsjs.js" ? "Hls" : "dashjs"]) { ready(); return; }
+    var s = document.createElement("script");
+    s.src = "%(path)s".replace("{name}", name);
+    s.onload = ready;
+    document.head.appendChild(s);
+  }
+  function hls(video, source) {
+    if (!window.MediaSource) { return false; }
+    if (force !== "hlsjs" && video.canPlayType("application/vnd.apple.mpegurl")) { return false; }
+    lib("hlsjs.js", function () {
+      var player = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+      window.mistHls = player;
+      player.loadSource(source.relurl);
+      player.attachMedia(video);
+      player.on(window.Hls.Events.MANIFEST_PARSED, function () { video.play().catch(function () {}); });
+    });
+    return true;
+  }
+  players["html5/application/vnd.apple.mpegurl"] = hls;
+  players["html5/application/vnd.apple.mpegurl;version=7"] = hls;
+  players["dash/video/mp4"] = function (video, source) {
+    if (!window.MediaSource) { return false; }
+    lib("dashjs.js", function () {
+      var player = window.dashjs.MediaPlayer().create();
+      window.mistDash = player;
+      player.initialize(video, source.relurl, true);
+    });
+    return true;
+  };
+})();
+</script>"""
+
+
+@cache
+def library(name: str) -> bytes:
+    return resources.files("outputs.http.static").joinpath(LIBS[name]).read_bytes()
+
+
+def script() -> str:
+    return SCRIPT % {"path": LIB_PATH}
+
+
+def serve(req: Request, name: str) -> Response:
+    if name not in LIBS:
+        return error_response(404, f"no player library {name!r}")
+    return respond.body_response(
+        req, library(name), "application/javascript", "public, max-age=86400"
+    )

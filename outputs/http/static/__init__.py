@@ -1,0 +1,1 @@
+"""Vendored player libraries (hls.js, dash.js) and their licenses; see NOTICE."""
