@@ -32,14 +32,16 @@ def test_two_processes_share_the_port(vod_stream: str) -> None:
 
 def test_sigterm_closes_viewers_and_exits(live_stream: LivePublisher) -> None:
     server = start_server()
-    with socket.create_connection((server.host, server.port), timeout=10) as s:
-        s.sendall(f"GET /{live_stream.writer.stream}.flv HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-        assert s.recv(65536).startswith(b"HTTP/1.1 200")
-        t0 = time.monotonic()
-        server.proc.terminate()
-        assert server.proc.wait(10) == 0
-        assert time.monotonic() - t0 < 5
-        s.settimeout(5)
-        while s.recv(65536):  # drains, then EOF: the server closed the viewer
-            pass
-    server.log.unlink(missing_ok=True)
+    try:
+        with socket.create_connection((server.host, server.port), timeout=10) as s:
+            s.sendall(f"GET /{live_stream.writer.stream}.flv HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            t0 = time.monotonic()
+            server.proc.terminate()
+            assert server.proc.wait(10) == 0
+            assert time.monotonic() - t0 < 5
+            s.settimeout(5)
+            while s.recv(65536):  # drains, then EOF: the server closed the viewer
+                pass
+    finally:
+        stop_server(server)  # no-op when it already exited; removes its log
