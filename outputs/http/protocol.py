@@ -128,10 +128,16 @@ class HttpConnection(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self) -> None:
+        """Wait for the write buffer to drain; a client that reads nothing for
+        ``idle_timeout`` seconds is disconnected (it would hold a reader forever)."""
         if self._paused and not self._closed:
             loop = asyncio.get_running_loop()
             self._drain = loop.create_future()
-            await self._drain
+            try:
+                await asyncio.wait_for(self._drain, self.idle_timeout)
+            except TimeoutError:
+                log.info("closing %s: it read nothing for %.0f s", self.peer, self.idle_timeout)
+                self.close()
 
     @property
     def closed(self) -> bool:
