@@ -158,6 +158,8 @@ class Monitor:
         for sess in self.sessions.sessions.values():
             if sess.stream == stream and sess.current(mono):
                 counts[key.get(sess.kind, "unspecified")] += 1
+        if not counts["inputs"] and self.ctl.supervisor.find_input(stream) is not None:
+            counts["inputs"] = 1  # the input process itself (a file or pull input)
         return counts
 
     def _watch_streams(self) -> None:
