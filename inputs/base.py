@@ -99,9 +99,12 @@ class PositionLoader(FrameLoader):
             view = memoryview(buf)
             for n in order[i:j]:
                 a = frames.pos[n] - lo
-                data = view[a : a + frames.rsize[n]]
+                data: Any = view[a : a + frames.rsize[n]]
                 if self.transform is not None:
-                    data = self.transform(track, data, frames.aux[n], frames.pos[n])
+                    try:
+                        data = self.transform(track, data, frames.aux[n], frames.pos[n])
+                    except MediaError:
+                        data = b""  # one damaged frame; the engine reports and pads it
                 out[n - start] = data
             i = j
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat
+from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat, feed_file
 from inputs.cli import make_main, vod_capabilities
 from inputs.index import MediaIndex, TrackIndex
 from inputs.seq import demux_file
@@ -59,7 +59,9 @@ class EbmlFormat(VodFormat):
         def end() -> None:
             take(demux.end())
 
-        warnings = demux_file(path, size, progress, feed, end, frames, "Matroska/WebM")
+        warnings = demux_file(
+            lambda: feed_file(path, size, progress, feed), end, frames, "Matroska/WebM"
+        )
         if not demux.tracks:
             raise FormatError("no Tracks element: not a playable Matroska/WebM file")
         tracks = list(demux.tracks)

@@ -7,7 +7,7 @@ PCM (little-endian or 8-bit unsigned in FLV) is converted on load as the demuxer
 
 from __future__ import annotations
 
-from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat
+from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat, feed_file
 from inputs.cli import make_main, vod_capabilities
 from inputs.index import MediaIndex, TrackIndex
 from inputs.mp4 import swap_pcm
@@ -41,7 +41,9 @@ class FlvFormat(VodFormat):
                 if isinstance(item, FlvTag):
                     self._tag(item, decoder, tracks, frames, changed)
 
-        warnings = demux_file(path, size, progress, feed, reader.end, frames, "FLV")
+        warnings = demux_file(
+            lambda: feed_file(path, size, progress, feed), reader.end, frames, "FLV"
+        )
         if decoder.dropped:
             warnings.append(f"{decoder.dropped} frames before their codec config were dropped")
         warnings += [f"track {t}: codec config changed mid-file" for t in sorted(changed)]

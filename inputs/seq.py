@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from common.errors import MediaError
-from inputs.base import Progress, SourceError, feed_file
+from inputs.base import SourceError
 from inputs.index import TrackIndex
 from mistcodecs.errors import Truncated
 
@@ -14,19 +14,17 @@ MAX_WARNINGS = 20
 
 
 def demux_file(
-    path: str,
-    size: int,
-    progress: Progress,
-    feed: Callable[[bytes, int], None],
+    feed_all: Callable[[], None],
     end: Callable[[], None],
     frames: dict[int, TrackIndex],
     what: str,
 ) -> list[str]:
-    """Run ``feed``/``end`` over the file. Damage after the first frames is a warning
-    (the frames before it still play); damage before any frame is a :class:`SourceError`."""
+    """Run ``feed_all`` (the whole file into the demuxer) and ``end``. Damage after the
+    first frames is a warning (the frames before it still play); damage before any frame
+    is a :class:`SourceError`."""
     warnings: list[str] = []
     try:
-        feed_file(path, size, progress, feed)
+        feed_all()
         end()
     except MediaError as exc:
         count = sum(len(f) for f in frames.values())

@@ -23,7 +23,34 @@ from shm.model import Packet, TrackMeta
 
 CAPS = vod_capabilities("TS", "MPEG-TS file input", ["/*.ts", "/*.m2ts"], 9)
 CHUNK = 188 * 1024
+M2TS = 192  # Blu-ray transport streams: a 4-byte arrival time before every packet
 OVERRUN = 32 * 1024 * 1024  # give up this far past the last position a page needs
+
+
+class PacketFile:
+    """Reads 188-byte packets by their position in the packet stream, hiding the
+    4-byte prefixes of M2TS files (positions in the index are packet-stream bytes)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        head = os.pread(self.fd, 3 * M2TS, 0)
+        sync = (
+            len(head) > M2TS + 4 and head[4] == 0x47 and head[M2TS + 4] == 0x47 and head[0] != 0x47
+        )
+        self.packet = M2TS if sync else 188
+
+    def read(self, pos: int, size: int) -> bytes:
+        if self.packet == 188:
+            return os.pread(self.fd, size, pos)
+        first, count = pos // 188, -(-size // 188)
+        raw = os.pread(self.fd, count * M2TS, first * M2TS)
+        view = memoryview(raw)
+        return b"".join(view[i + 4 : i + M2TS] for i in range(0, len(raw) - 4, M2TS))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _Ordinals:
@@ -62,13 +89,21 @@ class TsFormat(VodFormat):
                 n = len(ev.data)
                 frames[ev.track].append(ev.dts, ev.offset, n, ev.keyframe, pos, n, k)
 
-        def feed(data: bytes, _pos: int) -> None:
-            take(demux.feed(data), demux.positions)
+        def feed_all() -> None:
+            src = PacketFile(path)
+            try:
+                pos = 0
+                while data := src.read(pos, CHUNK * 4):
+                    take(demux.feed(data), demux.positions)
+                    pos += len(data)
+                    progress(min(size, pos * src.packet // 188), size)
+            finally:
+                src.close()
 
         def end() -> None:
             take(demux.end(), demux.positions)
 
-        warnings = demux_file(path, size, progress, feed, end, frames, "MPEG-TS")
+        warnings = demux_file(feed_all, end, frames, "MPEG-TS")
         if not tracks and not warnings:
             raise FormatError("no supported elementary stream found (no PAT/PMT or codecs)")
         warnings += summarise(demux.problems, "MPEG-TS")
@@ -83,7 +118,7 @@ class TsFormat(VodFormat):
 
 class TsLoader(FrameLoader):
     def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDONLY)
+        self.src = PacketFile(path)
         self.demux = TsDemuxer()
         self._primed = False
 
@@ -91,7 +126,7 @@ class TsLoader(FrameLoader):
         """Learn the PIDs and codec configs again (they live at the start of the file)."""
         pos = 0
         while pos < 8 * 1024 * 1024:
-            data = os.pread(self.fd, CHUNK, pos)
+            data = self.src.read(pos, CHUNK)
             if not data:
                 break
             self.demux.feed(data)
@@ -118,7 +153,7 @@ class TsLoader(FrameLoader):
         demux.seek(seek)
         pos = seek
         while left:
-            data = os.pread(self.fd, CHUNK, pos) if pos < limit else b""
+            data = self.src.read(pos, CHUNK) if pos < limit else b""
             events = demux.feed(data) if data else demux.end()
             for ev, at in zip(events, demux.positions, strict=True):
                 if isinstance(ev, Packet) and ev.track == track:
@@ -136,9 +171,7 @@ class TsLoader(FrameLoader):
         return [o for o in out if o is not None]
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.src.close()
 
 
 main = make_main(CAPS, TsFormat)
