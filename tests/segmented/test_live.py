@@ -14,7 +14,7 @@ from mistcodecs.hls import (
     check_update,
     parse_media_playlist,
 )
-from tests.outputs_http.conftest import Server
+from tests.outputs_http.conftest import Server, start_server, stop_server
 
 from .conftest import FPS, SteadyPublisher, fetch
 from .decode import Decoded, decode, decode_ffprobe
@@ -163,3 +163,26 @@ def test_ffmpeg_plays_live_20s(server: Server, live: SteadyPublisher, path: str)
 def test_ffmpeg_plays_live_dash_20s(server: Server, live: SteadyPublisher) -> None:
     got = decode_ffprobe(server.base + f"/cmaf/{live.stream}/index.mpd", seconds=20)
     assert_continuous(got, 20)
+
+
+def test_two_servers_serve_interchangeable_segments(server: Server, live: SteadyPublisher) -> None:
+    """Segments are the bus's fragments and muxing is deterministic, so two MistOutHTTP
+    processes (e.g. several behind one port) list the same names under the same
+    sequence numbers and serve byte-identical segments and parts."""
+    other = start_server()
+    try:
+        paths = (f"/hls/{live.stream}/1_2/index.m3u8", f"/cmaf/{live.stream}/2/index.m3u8")
+        for path in paths:
+            a, b = playlist(server, path), playlist(other, path)
+            msn_a = {s.uri: a.media_sequence + i for i, s in enumerate(a.segments)}
+            msn_b = {s.uri: b.media_sequence + i for i, s in enumerate(b.segments)}
+            common = sorted(msn_a.keys() & msn_b.keys())
+            assert common and all(msn_a[u] == msn_b[u] for u in common)
+            base = path.rsplit("/", 1)[0]
+            for uri in common[-2:]:
+                assert fetch(server, f"{base}/{uri}")[2] == fetch(other, f"{base}/{uri}")[2]
+            parts = [p.uri for s in a.segments for p in s.parts][-3:]
+            for uri in parts:
+                assert fetch(server, f"{base}/{uri}")[2] == fetch(other, f"{base}/{uri}")[2]
+    finally:
+        stop_server(other)
