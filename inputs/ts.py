@@ -93,7 +93,7 @@ class TsFormat(VodFormat):
             src = PacketFile(path)
             try:
                 pos = 0
-                while data := src.read(pos, CHUNK * 4):
+                while data := src.read(pos, CHUNK):
                     take(demux.feed(data), demux.positions)
                     pos += len(data)
                     progress(min(size, pos * src.packet // 188), size)
