@@ -23,9 +23,9 @@ SWAP_PCM = 1  # aux flag: little-endian PCM, swap on load
 def swap_pcm(data: memoryview, bits: int) -> bytes:
     """Little-endian PCM samples to big-endian (8-bit and odd sizes left alone)."""
     if bits == 16 and len(data) % 2 == 0:
-        arr = array("h", data)
+        arr = array("h")
     elif bits == 32 and len(data) % 4 == 0:
-        arr = array("i", data)
+        arr = array("i")
     elif bits == 24:
         out = bytearray(data)
         usable = len(data) - len(data) % 3
@@ -33,6 +33,7 @@ def swap_pcm(data: memoryview, bits: int) -> bytes:
         return bytes(out)
     else:
         return bytes(data)
+    arr.frombytes(data)  # array(code, memoryview) would take it byte by byte
     arr.byteswap()
     return arr.tobytes()
 

@@ -196,11 +196,15 @@ def decode_count(track: TrackMeta, packets: list[Packet]) -> tuple[int, int]:
     that the AVCC/hvcC/ASC conventions hold, independently of our code."""
     import av
 
-    names = {"H264": "h264", "HEVC": "hevc", "VP9": "vp9", "AAC": "aac", "MP3": "mp3",
-             "opus": "opus", "AC3": "ac3"}  # fmt: skip
+    names = {"H264": "h264", "HEVC": "hevc", "VP9": "vp9", "VP8": "vp8", "AV1": "libdav1d",
+             "AAC": "aac", "MP3": "mp3", "opus": "opus", "AC3": "ac3", "vorbis": "vorbis",
+             "FLAC": "flac", "PCM": f"pcm_s{track.size}be"}  # fmt: skip
     ctx: Any = av.CodecContext.create(names[track.codec], "r")
     if track.init:
         ctx.extradata = track.init
+    if track.type == "audio" and track.codec == "PCM":
+        ctx.sample_rate = track.rate
+        ctx.layout = "stereo" if track.channels == 2 else "mono"
     frames = errors = 0
     for p in packets:
         pkt = av.Packet(p.data)

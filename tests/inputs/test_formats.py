@@ -90,7 +90,7 @@ def test_input_matches_ffprobe(
         finally:
             reader.close()
         assert inp.wait() == 0
-    assert "Traceback" not in inp.stderr
+    assert "Traceback" not in inp.stderr and "ERROR" not in inp.stderr, inp.stderr
     compare(packets, tracks, probe(path), sizes, dts, shift=key == "ts")
 
 
