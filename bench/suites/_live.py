@@ -92,6 +92,7 @@ def servers() -> Iterator[Servers]:
             conf.write_text(
                 f"load_module {NGINX_MODULE};\ndaemon off;\nmaster_process off;\n"
                 f"error_log {tmp}/error.log error;\npid {tmp}/nginx.pid;\n"
+                "worker_rlimit_nofile 65536;\n"
                 "events { worker_connections 4096; }\n"
                 f"rtmp {{ server {{ listen 127.0.0.1:{nginx}; chunk_size 4096;\n"
                 "  application live { live on; record off; } } }\n"
