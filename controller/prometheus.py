@@ -2,7 +2,9 @@
 
 The text form is written by hand in the exposition format 0.0.4 (``# HELP``/``# TYPE``
 then samples); names and labels are MistServer's ``mist_*`` (plus ``stat_bw_total``).
-The JSON form is the compact object MistServer's load balancer reads.
+Per-stream values restart when the stream ends (STREAM_END), so they are gauges; the
+server-wide ``*_total`` values are counters. The JSON form is the compact object
+MistServer's load balancer reads.
 Memory is in MiB, CPU in tenths of a percent, as in ``capabilities``.
 """
 
@@ -139,17 +141,17 @@ def text(ctl: Controller, mon: Monitor) -> str:
         for key, label in (("viewers", "viewers"), ("inputs", "incoming"), ("outputs", "outgoing")):
             t.sample("mist_sessions", counts[key], stream=name, sessType=label)
         t.sample("mist_sessions", counts["unspecified"], stream=name, sessType="unspecified")
-    t.family("mist_viewcount", "counter", "Viewer sessions per stream since it became active.")
+    t.family("mist_viewcount", "gauge", "Viewer sessions per stream since it became active.")
     for name in names:
         t.sample("mist_viewcount", mon.stream_field(name, "views"), stream=name)
-    t.family("mist_viewseconds", "counter", "Viewer seconds per stream.")
+    t.family("mist_viewseconds", "gauge", "Viewer seconds per stream (since it became active).")
     for name in names:
         t.sample("mist_viewseconds", mon.stream_field(name, "viewseconds"), stream=name)
-    t.family("mist_bw", "counter", "Bytes per stream.")
+    t.family("mist_bw", "gauge", "Bytes per stream (since it became active).")
     for name in names:
         t.sample("mist_bw", mon.stream_field(name, "upbytes"), stream=name, direction="up")
         t.sample("mist_bw", mon.stream_field(name, "downbytes"), stream=name, direction="down")
-    t.family("mist_packets", "counter", "Packets per stream.")
+    t.family("mist_packets", "gauge", "Packets per stream (since it became active).")
     for name in names:
         for field, label in (
             ("packsent", "sent"),

@@ -491,6 +491,11 @@ class Monitor:
             "packretrans": acc.retrans,
         }.get(field)
 
+    def current_streams(self) -> set[str]:
+        """Streams with a current session (active even without an input process)."""
+        mono = time.monotonic()
+        return {s.stream for s in self.sessions.sessions.values() if s.stream and s.current(mono)}
+
     def stats_names(self) -> list[str]:
         names = {s.stream for s in self.sessions.sessions.values() if s.stream}
         names |= {n for n in self.sessions.accs if n}
