@@ -20,4 +20,5 @@ def stream_name(raw: str) -> str:
     name = name.split("/", 1)[0]
     if name.endswith((".flv", ".mp4")):
         name = name[:-4]
-    return sanitize(name)
+    name = sanitize(name)
+    return "" if not name.strip(".") else name  # "." and ".." are no stream names
