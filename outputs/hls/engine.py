@@ -41,7 +41,7 @@ from shm.model import Packet, StreamState, TrackMeta
 log = logging.getLogger(__name__)
 
 CACHE = ByteCache(int(os.environ.get("MIST_SEGMENT_CACHE_MB", "256")) * 1024 * 1024)
-PART_MS = 500  # LL-HLS part target
+PART_MS = 334  # LL-HLS part target (PART-HOLD-BACK is three of them)
 KEEP_SEGMENTS = 12  # segments kept in memory behind the live edge
 LL_SEGMENTS = 3  # complete segments whose parts a live playlist still lists
 IDLE_CLOSE_S = 30.0  # close a stream nobody asked about for this long
