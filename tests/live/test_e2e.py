@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.outputs_http.conftest import Server as HttpServer
+from tests.outputs_http.conftest import Source, publish_vod
+from tests.outputs_http.conftest import source as source
 from tests.outputs_http.media import Decoded, decode, ffprobe
 
 from .conftest import PY, Rtmp, stop_proc, unique, wait_ready
@@ -178,3 +180,21 @@ def test_second_publisher_refused(rtmp: Rtmp, publisher: object) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_vod_stream_over_rtmp(rtmp: Rtmp, tmp_path: Path, source: Source) -> None:
+    """A VoD stream on the bus is played per viewer, paced, from its start."""
+    name = unique("vod")
+    writer = publish_vod(name, source)
+    try:
+        out = tmp_path / "vod.flv"
+        run = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-i", rtmp.url(name), "-c", "copy", "-y",
+             str(out)], timeout=60, capture_output=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr.decode()
+    finally:
+        writer.close()
+    d = decode(out)
+    check_decoded(d, len(source.of(1)))  # every frame of the clip, in order
+    assert min(d.video_pts) <= 100
