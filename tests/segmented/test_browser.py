@@ -1,0 +1,106 @@
+"""Chromium (Playwright, Debian's /usr/bin/chromium) plays /<s>.html through hls.js and dash.js.
+
+The page is asked for one source type (``?forcetype=``) and, for HLS, for hls.js even
+though Chromium now plays HLS itself (``?forceplayer=hlsjs``). Playback must advance
+for 20 s without stalling; with 1 s keyframes and LL-HLS, hls.js must sit < 3 s behind
+the live edge (its ``latency``)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.outputs_http.conftest import Server
+
+from .conftest import SteadyPublisher
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]  # fmt: skip
+HLS = "html5/application/vnd.apple.mpegurl"
+CMAF_HLS = "html5/application/vnd.apple.mpegurl;version=7"
+DASH = "dash/video/mp4"
+STATE = """() => { const v = document.getElementById('video');
+  return {t: v.currentTime, err: v.error ? v.error.code : 0, hls: !!window.mistHls,
+          dash: !!window.mistDash, latency: window.mistHls ? window.mistHls.latency : null,
+          waiting: v.readyState < 3}; }"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def play(
+    browser: Any, server: Server, stream: str, kind: str, seconds: float
+) -> list[dict[str, Any]]:
+    """Open the player page for one source type; sample the <video> once a second."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.base}/{stream}.html?forcetype={quote(kind)}&forceplayer=hlsjs")
+        deadline = time.monotonic() + 20
+        while page.evaluate(STATE)["t"] <= 0:  # started playing
+            assert time.monotonic() < deadline, f"{kind}: playback did not start"
+            time.sleep(0.2)
+        samples = []
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            time.sleep(1.0)
+            samples.append(page.evaluate(STATE) | {"wall": time.monotonic()})
+        return samples
+    finally:
+        page.close()
+
+
+def assert_smooth(samples: list[dict[str, Any]], seconds: float) -> None:
+    """The playhead moved ``seconds`` and kept up with the wall clock, second by second."""
+    assert all(s["err"] == 0 for s in samples)
+    advanced = samples[-1]["t"] - samples[0]["t"]
+    wall = samples[-1]["wall"] - samples[0]["wall"]
+    assert advanced >= seconds and advanced >= 0.9 * wall
+    for a, b in itertools.pairwise(samples):  # no stall
+        assert b["t"] - a["t"] > 0.5, (a, b)
+
+
+@pytest.mark.parametrize("kind", [HLS, CMAF_HLS])
+def test_hlsjs_plays_live(browser: Any, server: Server, live: SteadyPublisher, kind: str) -> None:
+    samples = play(browser, server, live.stream, kind, 22)
+    assert all(s["hls"] for s in samples)  # hls.js, not the browser's own HLS
+    assert_smooth(samples, 20)
+
+
+def test_ll_hls_latency_under_3s(browser: Any, server: Server, live: SteadyPublisher) -> None:
+    samples = play(browser, server, live.stream, CMAF_HLS, 8)
+    latencies = [s["latency"] for s in samples[3:]]
+    assert latencies and all(lat is not None and lat < 3.0 for lat in latencies), latencies
+
+
+def test_dashjs_plays_live(browser: Any, server: Server, live: SteadyPublisher) -> None:
+    samples = play(browser, server, live.stream, DASH, 22)
+    assert all(s["dash"] for s in samples)
+    assert_smooth(samples, 20)
+
+
+@pytest.mark.parametrize("kind", [HLS, DASH])
+def test_vod_plays(browser: Any, server: Server, vod: str, kind: str) -> None:
+    samples = play(browser, server, vod, kind, 5)
+    assert all(s["err"] == 0 for s in samples) and samples[-1]["t"] > 4
