@@ -356,6 +356,9 @@ class VodInput:
         fmt_tid, idx = tracks[tid]
         parts = writer.page_parts(tid, page)
         started = time.monotonic()
+        if self._source_changed():  # one stat per page: never mix two versions of a file
+            self.log.error("source %s changed while playing; restarting", self.source)
+            return EXIT_FAILED
         try:
             payloads = list(loader.load(fmt_tid, idx, parts.start, parts.stop))
             problem = ""
@@ -370,9 +373,6 @@ class VodInput:
                 payloads[i] = bytes(idx.size[n])
                 bad += 1
         if bad:
-            if self._source_changed():
-                self.log.error("source %s changed while playing; restarting", self.source)
-                return EXIT_FAILED
             self.log.error(
                 "track %d page %d: %d of %d frames unreadable (%s); sent as zeros",
                 tid, page, bad, len(parts), problem or "size differs from the index",

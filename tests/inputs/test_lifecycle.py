@@ -154,3 +154,25 @@ def test_busy_stream_refused(module: str, media: dict[str, Path], stream: str) -
             assert second.wait() == 1
         assert "already written by pid" in second.stderr
         assert first.stop() == 0
+
+
+def test_source_changed_while_playing_stops_the_input(
+    media: dict[str, Path], tmp_path: Path, stream: str
+) -> None:
+    import os
+    import shutil
+
+    src = tmp_path / "clip.flv"
+    shutil.copy(media["flv"], src)
+    with InputProcess("flv", stream, src) as inp:
+        reader = inp.reader()
+        try:
+            st = src.stat()
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000_000))
+            reader.seek(0)
+            reader.read()  # asks for the first page
+            assert inp.wait() == 1
+        finally:
+            reader.close()
+    assert "changed while playing" in inp.stderr
+    assert stream_page_names(stream) == []
