@@ -44,12 +44,14 @@ class HttpConnection(asyncio.Protocol):
         *,
         idle_timeout: float = 60.0,
         header_timeout: float = 10.0,
+        max_buffer: int = WRITE_HIGH_WATER,
         limits: Limits | None = None,
         registry: set[HttpConnection] | None = None,
     ) -> None:
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
+        self.max_buffer = max_buffer  # bytes queued for a viewer before it counts as slow
         self.parser = RequestParser(limits)
         self.registry = registry
         self.transport: asyncio.Transport | None = None
@@ -69,7 +71,9 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's TCP transport is not an asyncio.Transport subclass, but behaves as one.
         tr: asyncio.Transport = transport  # type: ignore[assignment]
         self.transport = tr
-        tr.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        tr.set_write_buffer_limits(
+            high=self.max_buffer, low=min(WRITE_LOW_WATER, self.max_buffer // 4)
+        )
         peer = tr.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
         if self.registry is not None:

@@ -48,6 +48,12 @@ CAPS = Capabilities(
         ),
         Setting("header_timeout", "Seconds a client may take to send a request header", "uint", 10),
         Setting(
+            "max_buffer",
+            "KiB queued for a viewer before it is treated as slow (live: skips to the next keyframe)",
+            "uint",
+            512,
+        ),
+        Setting(
             "pubaddr",
             "Public base URL of this server (e.g. https://cdn.example.com), used in generated URLs",
             "str",
@@ -74,8 +80,10 @@ def make_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
 async def serve(
     host: str,
     port: int,
-    idle_timeout: float,
-    header_timeout: float,
+    *,
+    idle_timeout: float = 60.0,
+    header_timeout: float = 10.0,
+    max_buffer: int = 512 * 1024,
     debug: int | None = None,
     pubaddr: str = "",
 ) -> None:
@@ -89,7 +97,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: HttpConnection(
-            app, idle_timeout=idle_timeout, header_timeout=header_timeout, registry=conns
+            app,
+            idle_timeout=idle_timeout,
+            header_timeout=header_timeout,
+            max_buffer=max_buffer,
+            registry=conns,
         ),
         sock=sock,
     )
@@ -116,6 +128,7 @@ def main(
     debug: int | None,
     idle_timeout: int,
     header_timeout: int,
+    max_buffer: int,
     pubaddr: str,
     **_: Any,
 ) -> None:
@@ -128,7 +141,15 @@ def main(
         pass
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(interface, port, float(idle_timeout), float(header_timeout), debug, pubaddr)
+            serve(
+                interface,
+                port,
+                idle_timeout=float(idle_timeout),
+                header_timeout=float(header_timeout),
+                max_buffer=max_buffer * 1024,
+                debug=debug,
+                pubaddr=pubaddr,
+            )
         )
 
 

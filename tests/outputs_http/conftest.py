@@ -315,7 +315,7 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    s = start_server("--header_timeout", "2")
+    s = start_server("--header_timeout", "2", "--max_buffer", "16")
     try:
         yield s
     finally:

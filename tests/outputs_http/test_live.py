@@ -66,8 +66,10 @@ def test_many_viewers_get_identical_bytes_and_slow_one_is_skipped(
     server: Server, live_stream: LivePublisher, source: Source, tmp_path: Path
 ) -> None:
     path = f"/{live_stream.writer.stream}.flv"
-    # ~64 kB/s stream; the slow viewer reads at about 10 % of it.
-    slow = Viewer(server, path, rate=6_000, duration=7.0)
+    # The slow viewer reads at 10 % of the stream's rate; the test server treats a viewer
+    # with more than 16 KiB queued as slow (--max_buffer 16).
+    rate = sum(len(f.data) for f in source.frames) / (source.frames[-1].dts / 1000)
+    slow = Viewer(server, path, rate=rate / 10, duration=7.0)
     slow.start()
     viewers = [Viewer(server, path, duration=6.0) for _ in range(20)]
     for v in viewers:
