@@ -168,6 +168,14 @@ class LiveFeed:
         return False
 
     async def _run(self) -> None:
+        try:
+            await self._pump()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # bad media must end this feed only, never the process
+            log.exception("live feed %s.%s failed", self.key.stream, self.key.format)
+
+    async def _pump(self) -> None:
         reader = self.reader
         self.meta_version = reader.meta.version
         while True:
