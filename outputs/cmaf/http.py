@@ -9,6 +9,7 @@ URLs (MistServer's layout, reference section 4); one rendition per track:
   (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-SERVER-CONTROL, EXT-X-RENDITION-REPORT) and
   answer blocking reloads (``_HLS_msn``/``_HLS_part``; bad values are a 400)
 * ``/cmaf/<s>/<trk>/init.m4s``, ``chunk_<t>.m4s`` (segment), ``chunk_<t>.<n>.m4s`` (part)
+* ``/cmaf/<s>/<sub>/index.m3u8`` -- WebVTT subtitles for HLS (not in the MPD yet)
 
 DASH and HLS share the same segment bytes. A live segment is ``styp`` plus the
 moof+mdat of each of its parts, so a segment and its parts hold the same fragments.
@@ -43,7 +44,13 @@ from mistcodecs.mp4.records import Ftyp
 from outputs.formats import SourceEntry, register_prefix, register_source
 from outputs.hls import respond
 from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
-from outputs.hls.http import discontinuity_info, window_of
+from outputs.hls.http import (
+    discontinuity_info,
+    subtitle_renditions,
+    subtitle_response,
+    subtitle_tracks,
+    window_of,
+)
 from outputs.http.message import Request, Response, error_response
 from shm.model import TrackMeta
 
@@ -98,7 +105,8 @@ def master(seg: StreamSegments) -> str:
     tracks = cmaf_tracks(seg)
     video = [t for t in tracks if t.type == "video"]
     audio = [t for t in tracks if t.type == "audio"]
-    pl = MasterPlaylist(independent_segments=True, version=7)
+    pl = MasterPlaylist(independent_segments=True, version=7, renditions=subtitle_renditions(seg))
+    subtitles = "sub" if pl.renditions else None
     group = "aud" if video and audio else None
     for i, a in enumerate(audio if group else []):
         pl.renditions.append(
@@ -117,6 +125,7 @@ def master(seg: StreamSegments) -> str:
                 resolution=(t.width, t.height) if t.type == "video" and t.width else None,
                 frame_rate=t.fps if t.type == "video" and t.fpks else None,
                 audio=group,
+                subtitles=subtitles,
             )
         )
     return pl.render()
@@ -279,6 +288,9 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
     if rest == "index.m3u8":
         return respond.playlist_response(req, master(seg), respond.M3U8, seg)
     head, _, leaf = rest.partition("/")
+    sub = next((t for t in subtitle_tracks(seg) if str(t.id) == head), None)
+    if sub is not None and "/" not in leaf:
+        return await subtitle_response(req, seg, sub, leaf, 0)  # fMP4 time starts at 0
     track = next((t for t in cmaf_tracks(seg) if str(t.id) == head), None)
     if track is None or "/" in leaf:
         return respond.not_found(f"/cmaf/{stream}/{rest}")

@@ -5,6 +5,7 @@ URLs (MistServer's layout, reference section 4):
 * ``/hls/<s>/index.m3u8`` -- master playlist: one variant per video x audio track pair
 * ``/hls/<s>/<vid>_<aud>/index.m3u8`` (or ``/<trk>/index.m3u8``) -- media playlist
 * ``/hls/<s>/<vid>_<aud>/<from>_<until>.ts`` -- a segment, named by its ms times
+* ``/hls/<s>/<sub>/index.m3u8``, ``<from>_<until>.vtt`` -- WebVTT subtitle rendition
 
 Live playlists list the complete segments of the last four target durations or more
 (the open segment is never listed), with EXT-X-PROGRAM-DATE-TIME and
@@ -19,16 +20,24 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from mistcodecs.hls import MasterPlaylist, SegmentSpan, Variant, live_window, media_playlist
+from mistcodecs.hls import (
+    MasterPlaylist,
+    Rendition,
+    SegmentSpan,
+    Variant,
+    live_window,
+    media_playlist,
+)
 from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.ts import TsMuxer
+from mistcodecs.ts.mux import START_90K
 from outputs.formats import (
     SourceEntry,
     register_player_script,
     register_prefix,
     register_source,
 )
-from outputs.hls import player, respond
+from outputs.hls import player, respond, webvtt
 from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
 from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
@@ -65,10 +74,28 @@ def variant_for(combo: list[TrackMeta], uri: str) -> Variant:
     )
 
 
+def subtitle_tracks(seg: StreamSegments) -> list[TrackMeta]:
+    return sorted(
+        (t for t in seg.tracks.values() if t.type == "meta" and t.codec == "subtitle"),
+        key=lambda t: t.id,
+    )
+
+
+def subtitle_renditions(seg: StreamSegments) -> list[Rendition]:
+    return [
+        Rendition("SUBTITLES", "sub", t.lang or f"subtitle{t.id}", uri=f"{t.id}/index.m3u8",
+                  language=t.lang or None, autoselect=True)
+        for t in subtitle_tracks(seg)
+    ]  # fmt: skip
+
+
 def master(seg: StreamSegments) -> str:
-    pl = MasterPlaylist(independent_segments=True)
+    pl = MasterPlaylist(independent_segments=True, renditions=subtitle_renditions(seg))
+    group = "sub" if pl.renditions else None
     for combo in combinations(seg):
-        pl.variants.append(variant_for(combo, "_".join(str(t.id) for t in combo) + "/index.m3u8"))
+        variant = variant_for(combo, "_".join(str(t.id) for t in combo) + "/index.m3u8")
+        variant.subtitles = group
+        pl.variants.append(variant)
     return pl.render()
 
 
@@ -94,12 +121,12 @@ def window_of(seg: StreamSegments) -> list[SegmentSpan]:
     return seg.spans[-keep:] if keep else []
 
 
-def media(seg: StreamSegments) -> str:
+def media(seg: StreamSegments, ext: str = "ts") -> str:
     shown = window_of(seg)
     marks, before = discontinuity_info(seg, shown)
     pl = media_playlist(
         shown,
-        uri=lambda s: f"{s.name}.ts",
+        uri=lambda s: f"{s.name}.{ext}",
         target_ms=seg.target_ms,
         target=seg.target_s,
         ended=seg.ended,
@@ -143,6 +170,36 @@ async def segment_bytes(seg: StreamSegments, combo: list[TrackMeta], span: Segme
     return await respond.cached(key, produce)
 
 
+async def webvtt_bytes(
+    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int
+) -> bytes:
+    async def produce() -> bytes:
+        lo = span.start_ms - webvtt.CUE_LOOKBACK_MS
+        if seg.live and seg.window.first_ms is not None:
+            lo = max(lo, seg.window.first_ms)
+        packets = await seg.packets([track.id], lo, span.end_ms, SERVICE.open_reader)
+        return webvtt.segment(webvtt.cues(packets[track.id]), span.start_ms, span.end_ms, mpegts)
+
+    key = ("vtt", seg.stream, seg.generation, track.id, span.start_ms, mpegts)
+    return await respond.cached(key, produce)
+
+
+async def subtitle_response(
+    req: Request, seg: StreamSegments, track: TrackMeta, leaf: str, mpegts: int
+) -> Response:
+    """``index.m3u8`` or ``<from>_<until>.vtt`` of a subtitle rendition."""
+    if leaf == "index.m3u8":
+        if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
+            return error_response(503, "no complete segment yet")
+        return respond.playlist_response(req, media(seg, "vtt"), respond.M3U8, seg)
+    start, _, until = leaf.removesuffix(".vtt").partition("_")
+    span = seg.span_at(int(start)) if leaf.endswith(".vtt") and start.isdigit() else None
+    if span is None or str(span.end_ms) != until:
+        return respond.not_found(f"subtitle segment {leaf}")
+    body = await webvtt_bytes(seg, track, span, mpegts)
+    return respond.media_response(req, body, respond.VTT)
+
+
 def _prewarm(combo: list[TrackMeta]) -> Any:
     def run(seg: StreamSegments) -> None:
         if seg.spans:
@@ -169,6 +226,9 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
             return error_response(415, f"stream {stream!r} has no track HLS (TS) can carry")
         return respond.playlist_response(req, master(seg), respond.M3U8, seg)
     head, _, leaf = rest.partition("/")
+    sub = next((t for t in subtitle_tracks(seg) if str(t.id) == head), None)
+    if sub is not None and "/" not in leaf:
+        return await subtitle_response(req, seg, sub, leaf, START_90K)
     combo = parse_combo(seg, head)
     if combo is None or "/" in leaf:
         return respond.not_found(f"/hls/{stream}/{rest}")

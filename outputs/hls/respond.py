@@ -21,6 +21,7 @@ M3U8 = "application/vnd.apple.mpegurl"
 MPD = "application/dash+xml"
 TS = "video/mp2t"
 M4S = "video/mp4"
+VTT = "text/vtt; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 _inflight: dict[Any, asyncio.Future[bytes]] = {}

@@ -170,3 +170,22 @@ def test_segments_muxed_in_any_order_have_continuous_counters() -> None:
             before = b"".join(q[3] for q in _packets(raw[n]) if q[0] == pid)
             after = b"".join(q[3] for q in _packets(aligned[n]) if q[0] == pid)
             assert before == after
+
+
+# -- WebVTT -------------------------------------------------------------------------------
+def test_webvtt_segment_escapes_and_skips_bad_cues() -> None:
+    from outputs.hls import webvtt
+
+    packets = [
+        Packet(3, 61_000, 0, True, (1500).to_bytes(4, "big") + "a --> b\r\n\r\nnext".encode()),
+        Packet(3, 62_000, 0, True, b"\x00\x01"),  # too short: left out
+        Packet(3, 70_000, 0, True, (500).to_bytes(4, "big") + "later".encode()),
+    ]
+    cues = webvtt.cues(packets)
+    assert [(c.start_ms, c.end_ms) for c in cues] == [(61_000, 62_500), (70_000, 70_500)]
+    text = webvtt.segment(cues, 62_000, 64_000, 126_000).decode()
+    assert text == (
+        "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n\n"
+        "00:01:01.000 --> 00:01:02.500\na -> b\nnext\n\n"
+    )
+    assert webvtt.timestamp(3_723_004) == "01:02:03.004"

@@ -1,0 +1,82 @@
+"""WebVTT subtitle renditions: listed in both masters, segments hold the cues that overlap
+them (with the X-TIMESTAMP-MAP of their media kind), FFmpeg reads the cues back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import av
+import pytest
+
+from mistcodecs.hls import check_media_playlist, parse_master_playlist, parse_media_playlist
+from shm.model import TrackMeta
+from tests.outputs_http.conftest import Frame, Server, Source, publish_vod, unique
+
+from .conftest import fetch
+
+CUES = [(500 + 2500 * i, 1500, f"cue {i}") for i in range(7)]  # start, duration, text
+
+
+@pytest.fixture(scope="module")
+def subbed(vod_clip: Source) -> Iterator[str]:
+    sub = TrackMeta(3, "meta", "subtitle", lang="eng")
+    frames = [*vod_clip.frames]
+    for start, duration, text in CUES:
+        frames.append(Frame(3, start, 0, True, duration.to_bytes(4, "big") + text.encode()))
+    frames.sort(key=lambda f: (f.dts, f.track))
+    name = unique("segsub")
+    w = publish_vod(name, Source(vod_clip.path, [*vod_clip.tracks, sub], frames))
+    try:
+        yield name
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("prefix, video", [("hls", "1_2"), ("cmaf", "1")])
+def test_masters_list_the_subtitles(server: Server, subbed: str, prefix: str, video: str) -> None:
+    master = parse_master_playlist(fetch(server, f"/{prefix}/{subbed}/index.m3u8")[2].decode())
+    subs = [r for r in master.renditions if r.type == "SUBTITLES"]
+    assert [(r.uri, r.language, r.group_id) for r in subs] == [("3/index.m3u8", "eng", "sub")]
+    assert all(v.subtitles == "sub" for v in master.variants)
+    pl = parse_media_playlist(fetch(server, f"/{prefix}/{subbed}/3/index.m3u8")[2].decode())
+    assert check_media_playlist(pl) == [] and pl.endlist
+    media = parse_media_playlist(
+        fetch(server, f"/{prefix}/{subbed}/{video}/index.m3u8")[2].decode()
+    )
+    assert [s.duration for s in pl.segments] == [s.duration for s in media.segments]
+
+
+def test_segments_hold_overlapping_cues(server: Server, subbed: str) -> None:
+    pl = parse_media_playlist(fetch(server, f"/hls/{subbed}/3/index.m3u8")[2].decode())
+    found: dict[str, int] = {}
+    for seg in pl.segments:
+        status, headers, body, _ = fetch(server, f"/hls/{subbed}/3/{seg.uri}")
+        assert status == 200 and headers["content-type"].startswith("text/vtt")
+        text = body.decode()
+        assert text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n")
+        lo, hi = (int(x) for x in seg.uri[:-4].split("_"))
+        for start, duration, cue in CUES:
+            overlaps = start < hi and start + duration > lo
+            assert (cue in text) == overlaps, (seg.uri, cue)
+            found[cue] = found.get(cue, 0) + overlaps
+    assert set(found) == {c[2] for c in CUES} and all(found.values())
+    cmaf = fetch(server, f"/cmaf/{subbed}/3/{pl.segments[0].uri}")[2].decode()
+    assert "X-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000" in cmaf
+
+
+def test_ffmpeg_reads_the_cues(server: Server, subbed: str) -> None:
+    """FFmpeg's HLS demuxer finds the rendition; its WebVTT demuxer reads every segment
+    back to the source cues (times in ms, text). (FFmpeg's HLS demuxer does not deliver
+    WebVTT packets itself, so each segment is opened on its own.)"""
+    with av.open(f"{server.base}/hls/{subbed}/index.m3u8", timeout=20) as c:
+        assert [s.codec_context.name for s in c.streams if s.type == "subtitle"] == ["webvtt"]
+    pl = parse_media_playlist(fetch(server, f"/hls/{subbed}/3/index.m3u8")[2].decode())
+    got: set[tuple[int, int, str]] = set()
+    for seg in pl.segments:
+        with av.open(f"{server.base}/hls/{subbed}/3/{seg.uri}", format="webvtt", timeout=20) as c:
+            for packet in c.demux():
+                if packet.size and packet.pts is not None and packet.time_base is not None:
+                    start = round(packet.pts * packet.time_base * 1000)
+                    end = start + round((packet.duration or 0) * packet.time_base * 1000)
+                    got.add((start, end, bytes(packet).decode().strip()))
+    assert got == {(start, start + duration, text) for start, duration, text in CUES}
