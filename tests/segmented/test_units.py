@@ -177,9 +177,9 @@ def test_webvtt_segment_escapes_and_skips_bad_cues() -> None:
     from outputs.hls import webvtt
 
     packets = [
-        Packet(3, 61_000, 0, True, (1500).to_bytes(4, "big") + "a --> b\r\n\r\nnext".encode()),
+        Packet(3, 61_000, 0, True, (1500).to_bytes(4, "big") + b"a --> b\r\n\r\nnext"),
         Packet(3, 62_000, 0, True, b"\x00\x01"),  # too short: left out
-        Packet(3, 70_000, 0, True, (500).to_bytes(4, "big") + "later".encode()),
+        Packet(3, 70_000, 0, True, (500).to_bytes(4, "big") + b"later"),
     ]
     cues = webvtt.cues(packets)
     assert [(c.start_ms, c.end_ms) for c in cues] == [(61_000, 62_500), (70_000, 70_500)]
