@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,14 @@ def test_meta_help_lists_the_shared_flags() -> None:
 def test_valid_file_with_every_shared_flag(prog: str) -> None:
     src = str(VALID[prog])
     detail = "3" if prog == "MistAnalyserTS" else "1"
-    res = cli(prog, src, "-D", detail, "-T", "20", "-g", "4", "--json")
+    res, human = cli_all(
+        [(prog, (src, "-D", detail, "-T", "20", "-g", "4", "--json")), (prog, (src,))]
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     last = summary(res.stdout)
     assert last.startswith(f"{NAMES[prog]}: valid"), last
     for line in res.stdout.strip().splitlines()[:-1]:
         assert isinstance(json.loads(line), dict)
-    human = cli(prog, src)
     assert human.returncode == 0 and summary(human.stdout) == last
     assert "Traceback" not in res.stderr + human.stderr
 
@@ -65,12 +67,13 @@ def test_valid_file_with_every_shared_flag(prog: str) -> None:
 @pytest.mark.parametrize("prog", STDIN)
 def test_stdin_gives_the_same_summary_as_the_file(prog: str) -> None:
     src = VALID[prog]
-    from_file = cli(prog, str(src))
-    from_stdin = cli(prog, "-", stdin=src.read_bytes())
-    assert from_stdin.returncode == 0, from_stdin.stdout + from_stdin.stderr
-    assert summary(from_stdin.stdout) == summary(from_file.stdout)
-    no_arg = cli(prog, stdin=src.read_bytes())  # the source defaults to stdin
-    assert summary(no_arg.stdout) == summary(from_file.stdout)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        from_file = pool.submit(cli, prog, str(src))
+        from_stdin = pool.submit(cli, prog, "-", stdin=src.read_bytes())
+        no_arg = pool.submit(cli, prog, stdin=src.read_bytes())  # the source defaults to stdin
+    assert from_stdin.result().returncode == 0, from_stdin.result().stdout
+    assert summary(from_stdin.result().stdout) == summary(from_file.result().stdout)
+    assert summary(no_arg.result().stdout) == summary(from_file.result().stdout)
 
 
 def test_missing_file_exits_2_without_traceback(tmp_path: Path) -> None:

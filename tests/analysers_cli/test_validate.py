@@ -136,6 +136,7 @@ def test_mp4_validate_paces_a_fast_file(media: dict[str, Path]) -> None:
     assert wall >= SECONDS - 1.5, wall
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=MP4_NOT_PACED)
 def test_mp4_validate_exits_4_on_a_slow_source(media: dict[str, Path]) -> None:
     code, out, _ = trickle("MistAnalyserMP4", media["MistAnalyserMP4"], 2)
