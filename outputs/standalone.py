@@ -156,11 +156,14 @@ async def record(
             raise CliError(str(exc), 2) from exc
         if not tracks:
             raise CliError(f"stream {stream!r} has no track {spec.name.upper()} can carry", 2)
-        fd = (
-            sys.stdout.fileno()
-            if path == "-"
-            else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        )
+        try:
+            fd = (
+                sys.stdout.fileno()
+                if path == "-"
+                else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            )
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror}", 1) from exc
         sink = FileSink(fd)
         if spec.name == "mp4" and not meta.live:
             req = Request("GET", "/", "HTTP/1.1", {})

@@ -74,6 +74,17 @@ def test_capabilities_json() -> None:
     assert http["optional"]["port"]["option"] == "--port"
 
 
+def test_unwritable_target_fails_cleanly(vod_stream: str, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*_cmd("MistOutFLV"), "--stream", vod_stream, str(tmp_path / "no" / "dir" / "x.flv")],
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert b"cannot write" in r.stderr and b"Traceback" not in r.stderr
+
+
 def test_unknown_stream_fails_cleanly(tmp_path: Path) -> None:
     env = _env()
     r = subprocess.run(
