@@ -364,6 +364,9 @@ class VodInput:
             problem = ""
         except (OSError, MediaError) as exc:
             payloads, problem = [], str(exc)
+        except Exception as exc:  # a demuxer bug on damaged data: pad the page, keep serving
+            self.log.debug("page load failed", exc_info=True)
+            payloads, problem = [], f"{type(exc).__name__}: {exc}"
         bad = 0
         if len(payloads) != len(parts):
             payloads = [b""] * len(parts)
