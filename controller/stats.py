@@ -12,7 +12,7 @@ API path because they are the hot path and need the sender's address.
 Commands added to the API: ``clients``, ``totals``, ``stats_streams``,
 ``invalidate_sessions``, ``stop_sessions``, ``stop_sessid``, ``stop_tag``, ``tag_sessid``,
 ``tag_stream``, ``untag_stream``, ``stream_tags``, ``trigger_stat``, ``trigger_fail`` and
-our ``trigger_stats`` (per-trigger ``{count, ms, fails}``).
+our ``trigger_stats`` (per-trigger ``{count, ms, fails}``) and ``stats_timing``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ class Monitor:
         self._task: asyncio.Task[None] | None = None
         self._last_tick = time.monotonic()
         self.outputs: dict[str, str] = {}  # running connector key -> its config JSON
+        # How long our own work takes (ms), for ``stats_timing`` and the bench.
+        self.tick_ms: deque[float] = deque(maxlen=600)
+        self.update_ms: deque[float] = deque(maxlen=6000)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +122,7 @@ class Monitor:
 
     def tick(self) -> None:
         now, mono = time.time(), time.monotonic()
+        started = time.perf_counter()
         dt, self._last_tick = mono - self._last_tick, mono
         linger = self.ctl.store.data["config"].get("session_linger")
         if isinstance(linger, (int, float)) and linger >= 0:
@@ -126,6 +130,17 @@ class Monitor:
         self.sessions.tick(now, mono, dt)
         self._sample(int(now), dt)
         self._watch_streams()
+        self.tick_ms.append((time.perf_counter() - started) * 1000)
+
+    def timing(self) -> dict[str, float]:
+        """p50/p99 of the stats tick and of counter-report handling, in ms."""
+        out: dict[str, float] = {}
+        for name, values in (("tick", self.tick_ms), ("update", self.update_ms)):
+            ordered = sorted(values)
+            for label, q in (("p50", 0.5), ("p99", 0.99)):
+                value = ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+                out[f"{name}_{label}_ms"] = round(value, 3)
+        return out
 
     def _sample(self, second: int, dt: float) -> None:
         sample: Sample = {}
@@ -342,7 +357,10 @@ class Monitor:
         if not isinstance(body, dict):
             return {"error": f"{key} needs an object", "LTS": 1}
         if key == "session_update":
-            return {"session_update": {"disconnect": self.sessions.update(body.get("conns"))}}
+            started = time.perf_counter()
+            kicks = self.sessions.update(body.get("conns"))
+            self.update_ms.append((time.perf_counter() - started) * 1000)
+            return {"session_update": {"disconnect": kicks}}
         if key == "session_close":
             self.sessions.update(body.get("conns"), closing=True)
             return None

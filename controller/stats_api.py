@@ -42,6 +42,10 @@ def _trigger_stats(ctl: Controller, _arg: Any, _ctx: Context) -> Result:
     return _mon(ctl).triggers.stats_view(), False
 
 
+def _stats_timing(ctl: Controller, _arg: Any, _ctx: Context) -> Result:
+    return _mon(ctl).timing(), False
+
+
 def _clients(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     return _mon(ctl).clients(arg), False
 
@@ -145,6 +149,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("trigger_stat", _trigger_stat),
     ("trigger_fail", _trigger_fail),
     ("trigger_stats", _trigger_stats),
+    ("stats_timing", _stats_timing),
     ("clients", _clients),
     ("totals", _totals),
     ("stats_streams", _stats_streams),
