@@ -181,8 +181,15 @@ async def part_bytes(seg: StreamSegments, track: TrackMeta, part: PartSpan) -> b
         seq = part.msn * PARTS_PER_SEGMENT + part.index + 1
         return muxer(seg, track).fragment(packets, seq & 0xFFFFFFFF, end=part.end_ms)
 
-    key = ("cmaf-part", seg.stream, seg.generation, track.id, part.segment_start_ms, part.index)
-    return await respond.cached(key, produce)
+    return await respond.cached(part_key(seg, track, part), produce)
+
+
+def part_key(seg: StreamSegments, track: TrackMeta, part: PartSpan) -> tuple[Any, ...]:
+    return ("cmaf-part", seg.stream, seg.generation, track.id, part.segment_start_ms, part.index)
+
+
+def segment_key(seg: StreamSegments, track: TrackMeta, span: SegmentSpan) -> tuple[Any, ...]:
+    return ("cmaf", seg.stream, seg.generation, track.id, span.start_ms)
 
 
 async def segment_bytes(seg: StreamSegments, track: TrackMeta, span: SegmentSpan) -> bytes:
@@ -194,20 +201,19 @@ async def segment_bytes(seg: StreamSegments, track: TrackMeta, span: SegmentSpan
         seq = (span.msn * PARTS_PER_SEGMENT + 1) & 0xFFFFFFFF
         return STYP + muxer(seg, track).fragment(packets, seq, end=span.end_ms)
 
-    key = ("cmaf", seg.stream, seg.generation, track.id, span.start_ms)
-    return await respond.cached(key, produce)
+    return await respond.cached(segment_key(seg, track, span), produce)
 
 
 def _prewarm(track: TrackMeta) -> Any:
     def run(seg: StreamSegments) -> None:
         for part in seg.parts_of(seg.next_msn)[-2:]:
-            key = ("cmaf-part", seg.stream, seg.generation, track.id,
-                   part.segment_start_ms, part.index)  # fmt: skip
-            respond.prefetch(key, lambda p=part: part_bytes(seg, track, p))  # type: ignore[misc]
+            respond.prefetch(
+                part_key(seg, track, part),
+                lambda p=part: part_bytes(seg, track, p),  # type: ignore[misc]
+            )
         if seg.spans:
             span = seg.spans[-1]
-            seg_key = ("cmaf", seg.stream, seg.generation, track.id, span.start_ms)
-            respond.prefetch(seg_key, lambda: segment_bytes(seg, track, span))
+            respond.prefetch(segment_key(seg, track, span), lambda: segment_bytes(seg, track, span))
 
     return run
 
@@ -260,23 +266,29 @@ async def chunk_response(
         part = seg.part_at(start, index)
         if part is None:
             return respond.not_found(f"part {leaf}")
-        return respond.media_response(req, await part_bytes(seg, track, part), respond.M4S)
+        body = await part_bytes(seg, track, part)
+        return respond.media_response(req, body, respond.M4S, part_key(seg, track, part))
     if seg.live and seg.span_at(start) is None and start >= (seg.open_start or 0):
         await seg.wait_for(lambda: seg.span_at(start) is not None, 3.0 * seg.target_s)
     span = seg.span_at(start)
     if span is None:
         return respond.not_found(f"segment {leaf}")
-    return respond.media_response(req, await segment_bytes(seg, track, span), respond.M4S)
+    body = await segment_bytes(seg, track, span)
+    return respond.media_response(req, body, respond.M4S, segment_key(seg, track, span))
 
 
 async def handle(req: Request, stream: str, rest: str) -> Response:
+    try:
+        return await _handle(req, stream, rest)
+    except StreamGone as exc:
+        return error_response(404, str(exc))
+
+
+async def _handle(req: Request, stream: str, rest: str) -> Response:
     bad = respond.method_check(req)
     if bad is not None:
         return bad
-    try:
-        seg = await SERVICE.get(stream)
-    except StreamGone as exc:
-        return error_response(404, str(exc))
+    seg = await SERVICE.get(stream)
     if not cmaf_tracks(seg):
         return error_response(415, f"stream {stream!r} has no track CMAF can carry")
     if rest == "index.mpd":
@@ -302,7 +314,7 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
         async def init() -> bytes:
             return muxer(seg, track).init_segment()
 
-        return respond.media_response(req, await respond.cached(key, init), respond.M4S)
+        return respond.media_response(req, await respond.cached(key, init), respond.M4S, key)
     if leaf.startswith("chunk_") and leaf.endswith(".m4s"):
         return await chunk_response(req, seg, track, leaf)
     return respond.not_found(f"/cmaf/{stream}/{rest}")

@@ -300,7 +300,13 @@ class StreamSegments:
         self.last_used = time.monotonic()
         if self.live and self.window.covers(start) and end <= self.known_ms:
             return {t: self.window.range(t, start, end) for t in tracks}
-        return await read_range(open_reader(self.stream), tracks, start, end)
+        import shm
+
+        try:
+            reader = open_reader(self.stream)
+        except shm.StreamNotFound as exc:
+            raise StreamGone(f"stream {self.stream!r} left the bus") from exc
+        return await read_range(reader, tracks, start, end)
 
     def close(self) -> None:
         self.closed = True
@@ -351,6 +357,10 @@ class SegmentService:
 
     async def get(self, stream: str) -> StreamSegments:
         seg = self.streams.get(stream)
+        if seg is not None and not seg.live and not seg.closed:
+            seg.reader.refresh()
+            if seg.reader.closed:  # the VoD input went away: index a new one
+                seg.close()
         if seg is not None and not seg.closed:
             seg.last_used = time.monotonic()
             return seg

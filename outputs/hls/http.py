@@ -166,8 +166,12 @@ async def segment_bytes(seg: StreamSegments, combo: list[TrackMeta], span: Segme
         packets = await seg.packets(ids, span.start_ms, span.end_ms, SERVICE.open_reader)
         return mux_ts(combo, span, packets)
 
-    key = ("ts", seg.stream, seg.generation, tuple(ids), span.start_ms, span.end_ms)
-    return await respond.cached(key, produce)
+    return await respond.cached(ts_key(seg, combo, span), produce)
+
+
+def ts_key(seg: StreamSegments, combo: list[TrackMeta], span: SegmentSpan) -> tuple[Any, ...]:
+    ids = tuple(t.id for t in combo)
+    return ("ts", seg.stream, seg.generation, ids, span.start_ms, span.end_ms)
 
 
 async def webvtt_bytes(
@@ -180,8 +184,13 @@ async def webvtt_bytes(
         packets = await seg.packets([track.id], lo, span.end_ms, SERVICE.open_reader)
         return webvtt.segment(webvtt.cues(packets[track.id]), span.start_ms, span.end_ms, mpegts)
 
-    key = ("vtt", seg.stream, seg.generation, track.id, span.start_ms, mpegts)
-    return await respond.cached(key, produce)
+    return await respond.cached(vtt_key(seg, track, span, mpegts), produce)
+
+
+def vtt_key(
+    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int
+) -> tuple[Any, ...]:
+    return ("vtt", seg.stream, seg.generation, track.id, span.start_ms, mpegts)
 
 
 async def subtitle_response(
@@ -197,30 +206,32 @@ async def subtitle_response(
     if span is None or str(span.end_ms) != until:
         return respond.not_found(f"subtitle segment {leaf}")
     body = await webvtt_bytes(seg, track, span, mpegts)
-    return respond.media_response(req, body, respond.VTT)
+    return respond.media_response(req, body, respond.VTT, vtt_key(seg, track, span, mpegts))
 
 
 def _prewarm(combo: list[TrackMeta]) -> Any:
     def run(seg: StreamSegments) -> None:
         if seg.spans:
             span = seg.spans[-1]
-            ids = tuple(t.id for t in combo)
-            key = ("ts", seg.stream, seg.generation, ids, span.start_ms, span.end_ms)
-            respond.prefetch(key, lambda: segment_bytes(seg, combo, span))
+            respond.prefetch(ts_key(seg, combo, span), lambda: segment_bytes(seg, combo, span))
 
     return run
 
 
 async def handle(req: Request, stream: str, rest: str) -> Response:
+    try:
+        return await _handle(req, stream, rest)
+    except StreamGone as exc:
+        return error_response(404, str(exc))
+
+
+async def _handle(req: Request, stream: str, rest: str) -> Response:
     bad = respond.method_check(req)
     if bad is not None:
         return bad
     if not rest and stream in player.LIBS:
         return player.serve(req, stream)  # /hls/hlsjs.js, /hls/dashjs.js
-    try:
-        seg = await SERVICE.get(stream)
-    except StreamGone as exc:
-        return error_response(404, str(exc))
+    seg = await SERVICE.get(stream)
     if rest == "index.m3u8":
         if not combinations(seg):
             return error_response(415, f"stream {stream!r} has no track HLS (TS) can carry")
@@ -248,7 +259,7 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
         if span is None or span.end_ms != t1:
             return respond.not_found(f"segment {leaf}")
         body = await segment_bytes(seg, combo, span)
-        return respond.media_response(req, body, respond.TS)
+        return respond.media_response(req, body, respond.TS, ts_key(seg, combo, span))
     return respond.not_found(f"/hls/{stream}/{rest}")
 
 

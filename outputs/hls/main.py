@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from common.capabilities import Capabilities, Setting
+from common.capabilities import Capabilities
 
 HLS_CAPS = Capabilities(
     name="HLS",
@@ -25,11 +25,6 @@ HLS_CAPS = Capabilities(
     url_rel="/hls/$/index.m3u8",
     url_prefix="/hls/$/",
     url_match=["/hls/$/index.m3u8"],
-    settings=[
-        Setting(
-            "listlimit", "Maximum number of segments in a live playlist (0: no limit)", "uint", 0
-        ),
-    ],
     methods=[
         {
             "handler": "http",

@@ -25,14 +25,27 @@ VTT = "text/vtt; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 _inflight: dict[Any, asyncio.Future[bytes]] = {}
+# ETags of cached bodies, by cache key: hashing a segment once, not on every request
+_tags: dict[Any, tuple[int, str]] = {}
 
 
-def etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+def etag(body: bytes, key: Any = None) -> str:
+    if key is not None:
+        known = _tags.get(key)
+        if known is not None and known[0] == id(body):
+            return known[1]
+    tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    if key is not None:
+        if len(_tags) > 4 * len(CACHE) + 1024:
+            _tags.clear()  # entries of evicted bodies; cheap to recompute
+        _tags[key] = (id(body), tag)
+    return tag
 
 
-def body_response(req: Request, body: bytes, content_type: str, cache_control: str) -> Response:
-    tag = etag(body)
+def body_response(
+    req: Request, body: bytes, content_type: str, cache_control: str, key: Any = None
+) -> Response:
+    tag = etag(body, key)
     headers = {"Content-Type": content_type, "Cache-Control": cache_control, "ETag": tag}
     match = req.headers.get("if-none-match", "")
     if match and (match.strip() == "*" or tag in [m.strip() for m in match.split(",")]):
@@ -52,8 +65,9 @@ def playlist_response(
     return body_response(req, text.encode(), content_type, cache)
 
 
-def media_response(req: Request, body: bytes, content_type: str) -> Response:
-    return body_response(req, body, content_type, IMMUTABLE)
+def media_response(req: Request, body: bytes, content_type: str, key: Any = None) -> Response:
+    """A segment, part or init section (``key``: its cache key, to reuse its ETag)."""
+    return body_response(req, body, content_type, IMMUTABLE, key)
 
 
 async def cached(key: Any, produce: Callable[[], Awaitable[bytes]]) -> bytes:
