@@ -21,6 +21,10 @@ kicks to the reporter's socket at once. Connections the controller has not heard
 while are dropped by it, so a crashed program leaves nothing behind.
 
 Without a controller (standalone programs) ``open`` allows everything after one short try.
+
+Outputs usually call the one-stop helpers :func:`admit_viewer` (PLAY_REWRITE, session,
+CONN_PLAY) and :func:`admit_push` (PUSH_REWRITE, STREAM_PUSH, input session), then
+:func:`track_body` (HTTP streamed bodies) or count ``conn.down``/``conn.up`` themselves.
 """
 
 from __future__ import annotations
@@ -34,15 +38,18 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from common import control
+from common import control, triggers
+from common.streamname import sanitize
 
 REPORT_S = 1.0
 OPEN_TIMEOUT_S = 20.0  # USER_NEW/CONN_OPEN may block up to 15 s in the controller
 ABSENT_TIMEOUT_S = 0.5  # first try when standalone
 ABSENT_RETRY_S = 10.0
 BATCH = 400  # connections per update datagram (well under 64 KiB)
+SHARED_IDLE_S = 5.0  # a request-based viewer's connection ends this long after its last request
 
 KINDS = ("viewer", "input", "output", "unspecified")
 PREFIX = {"viewer": "", "input": "I", "output": "O", "unspecified": "U"}
@@ -120,12 +127,16 @@ class Connection:
         self.stream = ""
         self.kicked = asyncio.Event()
         self.closed = False
+        self.shared = False  # reused by several requests (request-based outputs)
+        self.last_used = time.monotonic()
 
     def row(self) -> list[Any]:
         return [self.id, self.down, self.up, self.packets, self.lost, self.retrans, self.position]
 
     def kick(self) -> None:
         self.kicked.set()
+        if self.shared:
+            self.reporter._forget_shared(self)
 
     def close(self) -> None:
         if not self.closed:
@@ -161,6 +172,8 @@ class Reporter:
         self.task: asyncio.Task[None] | None = None
         self.closing: list[list[Any]] = []
         self.seen_controller = False
+        # (requested stream, host, token) -> (connection, stream after PLAY_REWRITE)
+        self.shared: dict[tuple[str, str, str], tuple[Connection, str]] = {}
 
     async def _ensure(self) -> asyncio.DatagramTransport:
         if self.transport is None or self.transport.is_closing():
@@ -255,9 +268,18 @@ class Reporter:
             if not future.done():
                 future.set_exception(ConnectionRefusedError("no controller"))
 
+    def _forget_shared(self, conn: Connection) -> None:
+        for key in [k for k, (c, _) in self.shared.items() if c is conn]:
+            del self.shared[key]
+
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(REPORT_S)
+            idle = time.monotonic() - SHARED_IDLE_S
+            for key, (conn, _) in list(self.shared.items()):
+                if conn.last_used < idle:
+                    del self.shared[key]
+                    conn.close()
             rows = [c.row() for c in self.conns.values()]
             for start in range(0, len(rows), BATCH):
                 self._send({"session_update": {"conns": rows[start : start + BATCH]}})
@@ -271,6 +293,68 @@ class Reporter:
                 await self.task
         if self.transport is not None:
             self.transport.close()
+
+
+@dataclass
+class Admission:
+    """What an output does with a new viewer or publisher: serve ``stream`` and report
+    through ``conn``, or refuse (``refused`` says why; ``conn`` is then None)."""
+
+    stream: str
+    conn: Connection | None
+    refused: str = ""
+
+
+async def admit_viewer(
+    stream: str, host: str, connector: str, url: str, token: str = "", reuse: bool = False
+) -> Admission:
+    """PLAY_REWRITE (a blocking answer renames the stream, "" refuses), then the session
+    (USER_NEW once per session, CONN_OPEN), then CONN_PLAY.
+
+    ``reuse`` (request-based outputs: HLS/CMAF playlists, segments, parts): requests of
+    the same stream, host and token share one connection until it is idle for
+    :data:`SHARED_IDLE_S` or kicked; the caller must not close it. This keeps the
+    per-request cost a dict lookup."""
+    rep = reporter(connector)
+    if reuse:
+        found = rep.shared.get((stream, host, token))
+        if found is not None and not found[0].closed and not found[0].kicked.is_set():
+            found[0].last_used = time.monotonic()
+            return Admission(found[1], found[0])
+    requested = stream
+    renamed = await triggers.fire_async("PLAY_REWRITE", [stream, host, connector, url], stream)
+    if renamed is not None:
+        if not sanitize(renamed):
+            return Admission(stream, None, "refused by PLAY_REWRITE")
+        stream = sanitize(renamed)
+    conn = await rep.open(stream, host, token=token, url=url)
+    if not conn.allowed:
+        return Admission(stream, None, "access denied (USER_NEW / CONN_OPEN)")
+    if not await triggers.allowed_async("CONN_PLAY", [stream, host, connector, url], stream):
+        conn.close()
+        return Admission(stream, None, "refused by CONN_PLAY")
+    if reuse and not conn.closed:
+        conn.shared = True
+        rep.shared[(requested, host, token)] = (conn, stream)
+    return Admission(stream, conn)
+
+
+async def admit_push(
+    stream: str, host: str, connector: str, url: str, token: str = ""
+) -> Admission:
+    """PUSH_REWRITE (push URL, host, stream -> new stream name, "" refuses), STREAM_PUSH,
+    then an input session. RTMP calls RTMP_PUSH_REWRITE itself first (it rewrites URLs)."""
+    renamed = await triggers.fire_async("PUSH_REWRITE", [url, host, stream], stream)
+    if renamed is not None:
+        if not sanitize(renamed):
+            return Admission(stream, None, "refused by PUSH_REWRITE")
+        stream = sanitize(renamed)
+    if not await triggers.allowed_async("STREAM_PUSH", [stream, host, connector, url], stream):
+        return Admission(stream, None, "refused by STREAM_PUSH")
+    conn = await reporter(connector).open(stream, host, token=token, url=url, kind="input")
+    if not conn.allowed:
+        return Admission(stream, None, "access denied (CONN_OPEN)")
+    return Admission(stream, conn)
 
 
 _reporters: dict[tuple[int, str], Reporter] = {}
@@ -331,6 +415,7 @@ def track_body(
         finally:
             if watcher is not None:
                 watcher.cancel()
-            conn.close()
+            if not conn.shared:
+                conn.close()
 
     return run

@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,7 @@ class _Client(asyncio.DatagramProtocol):
             obj = json.loads(data)
             if not isinstance(obj, dict):
                 return
-            body = obj.get("trigger_fire") or obj.get("default_stream")
+            body = obj.get("trigger_fire") or obj.get("default_stream") or obj.get("trigger_names")
             rid = body.get("rid") if isinstance(body, dict) else None
             future = self.waiting.pop(rid, None) if isinstance(rid, int) else None
             if future is not None and not future.done() and isinstance(body, dict):
@@ -169,10 +170,33 @@ async def _ask(key: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
         client.waiting.pop(rid, None)
 
 
+NAMES_TTL_S = 2.0
+_names: dict[int, tuple[float, frozenset[str] | None]] = {}
+
+
+async def configured_names() -> frozenset[str] | None:
+    """Trigger names the controller has handlers for, cached for :data:`NAMES_TTL_S` per
+    process (None: unknown, no controller answered). Spares a round trip per connection
+    for the triggers nobody configured; a newly configured trigger applies within 2 s."""
+    key = os.getpid()
+    now = time.monotonic()
+    cached = _names.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    reply = await _ask("trigger_names", {}, 2.0)
+    names = reply.get("names") if reply else None
+    value = frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else None
+    _names[key] = (now + NAMES_TTL_S, value)
+    return value
+
+
 async def fire_full_async(
     name: str, payload: list[str], stream: str | None = None, timeout: float = REPLY_TIMEOUT_S
 ) -> TriggerReply | None:
     """As :func:`fire_full`, on the running event loop (no thread, no blocking)."""
+    known = await configured_names()
+    if known is not None and name not in known:
+        return TriggerReply(False, "", True, False)
     body = await _ask(
         "trigger_fire", _request(name, payload, stream, True)["trigger_fire"], timeout
     )

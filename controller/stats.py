@@ -64,7 +64,14 @@ STAT_FIELDS = (
     "packloss",
     "packretrans",
 )
-UDP_KEYS = ("session_open", "session_update", "session_close", "trigger_fire", "default_stream")
+UDP_KEYS = (
+    "session_open",
+    "session_update",
+    "session_close",
+    "trigger_fire",
+    "default_stream",
+    "trigger_names",
+)
 
 # One second of totals: (stream, connector, kind) -> [sessions, down, up, pkts, lost, retrans]
 Sample = dict[tuple[str, str, str], list[int]]
@@ -368,6 +375,9 @@ class Monitor:
             return {"session_open": await self.sessions.open(body, addr)}
         if key == "default_stream":
             return await self.default_stream(body)
+        if key == "trigger_names":
+            names = sorted(self.triggers.names())
+            return {"trigger_names": {"names": names, "rid": body.get("rid")}}
         return await self._trigger_fire(body)
 
     async def _trigger_fire(self, body: dict[str, Any]) -> dict[str, Any] | None:

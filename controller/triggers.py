@@ -221,6 +221,11 @@ class TriggerService:
         tags = self._tags_of(stream) if stream else []
         return [h for h in found if h.matches(stream, tags)]
 
+    def names(self) -> set[str]:
+        """Trigger names with at least one handler (whatever their stream filters)."""
+        self.handlers("")
+        return set(self._parsed)
+
     def configured(self, name: str, stream: str = "") -> bool:
         return bool(self.handlers(name, stream))
 
