@@ -17,7 +17,6 @@ from tests.outputs_http.media import decode, ffprobe
 from .conftest import PY, Rtmp, standalone_env, stop_proc, wait_for
 from .test_e2e import check_decoded, pyav_read
 
-RECORD_S = 10
 PROGRAMS = {"flv": "MistOutFLV", "mp4": "MistOutMP4", "ts": "MistOutHTTPTS", "mkv": "MistOutEBML"}
 
 
@@ -58,17 +57,18 @@ def test_restream_into_nginx(rtmp: Rtmp, publisher: object, nginx: int, tmp_path
         assert push.wait(10) == 0
 
 
-def test_record_every_format(rtmp: Rtmp, publisher: object, tmp_path: Path) -> None:
-    stream, _ = publisher(RECORD_S + 15)  # type: ignore[operator]
+@pytest.mark.parametrize("seconds", [8, pytest.param(30, marks=pytest.mark.slow)])
+def test_record_every_format(rtmp: Rtmp, publisher: object, tmp_path: Path, seconds: int) -> None:
+    stream, _ = publisher(seconds + 15)  # type: ignore[operator]
     procs = {ext: recorder(stream, tmp_path / f"rec.{ext}") for ext in PROGRAMS}
     killed = {ext: recorder(stream, tmp_path / f"killed.{ext}") for ext in PROGRAMS}
     try:
         files = [tmp_path / f"{kind}.{ext}" for kind in ("rec", "killed") for ext in PROGRAMS]
         wait_for(lambda: all(f.exists() and f.stat().st_size > 1000 for f in files), 20, "data")
-        time.sleep(RECORD_S / 2)
+        time.sleep(seconds / 2)
         for p in killed.values():
             p.send_signal(signal.SIGKILL)
-        time.sleep(RECORD_S / 2)
+        time.sleep(seconds / 2)
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         for p in procs.values():
@@ -79,11 +79,11 @@ def test_record_every_format(rtmp: Rtmp, publisher: object, tmp_path: Path) -> N
     for ext in PROGRAMS:
         full = tmp_path / f"rec.{ext}"
         d = decode(full)
-        check_decoded(d, int(RECORD_S * 25 * 0.8))
+        check_decoded(d, int(seconds * 25 * 0.8))
         streams = {s["codec_name"] for s in ffprobe(full)["streams"]}
         assert streams == {"h264", "aac"}, (ext, streams)
         partial = decode(tmp_path / f"killed.{ext}")
-        check_decoded(partial, int(RECORD_S / 2 * 25 * 0.6))
+        check_decoded(partial, int(seconds / 2 * 25 * 0.6))
 
 
 def test_push_client_refused_target_exits_nonzero(rtmp: Rtmp, publisher: object) -> None:
@@ -114,7 +114,7 @@ def test_target_variables() -> None:
     assert with_counter("/r/$datetime.mp4") == "/r/$datetime.mp4"
 
 
-@pytest.mark.parametrize("ext", ["flv", "ts"])
+@pytest.mark.parametrize("ext", ["flv", pytest.param("ts", marks=pytest.mark.slow)])
 def test_recorder_waits_for_the_stream(rtmp: Rtmp, tmp_path: Path, ext: str) -> None:
     """A recording started before the publisher still gets the stream once it is live."""
     from .conftest import ffmpeg_publish, unique

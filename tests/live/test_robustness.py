@@ -88,7 +88,7 @@ def test_malformed_clients_only_hurt_themselves(rtmp: Rtmp, publisher: object) -
 
     async def main() -> tuple[dict[str, bool], PlayStats]:
         stats = PlayStats()
-        viewer = asyncio.ensure_future(Client("127.0.0.1", rtmp.port).play(stream, 9.0, stats))
+        viewer = asyncio.ensure_future(Client("127.0.0.1", rtmp.port).play(stream, 7.0, stats))
         results = await _hostile(rtmp, stream)
         await viewer
         return results, stats
@@ -96,7 +96,7 @@ def test_malformed_clients_only_hurt_themselves(rtmp: Rtmp, publisher: object) -
     results, stats = asyncio.run(main())
     assert results == dict.fromkeys(results, True), results
     assert len(results) == 5
-    assert not stats.closed and len(stats.media) >= 9 * 25 * 0.8
+    assert not stats.closed and len(stats.media) >= 7 * 25 * 0.8
     assert stats.max_lag() < 1.0
     assert pub.poll() is None
     assert rtmp.proc.poll() is None
@@ -104,7 +104,7 @@ def test_malformed_clients_only_hurt_themselves(rtmp: Rtmp, publisher: object) -
     assert "sent nothing for" in text  # the stalled publisher and the half handshake
 
 
-@pytest.mark.parametrize("viewers", [50])
+@pytest.mark.parametrize("viewers", [20, pytest.param(50, marks=pytest.mark.slow)])
 def test_fanout_slow_viewer_does_not_hold_back_others(
     rtmp: Rtmp, http: object, publisher: object, tmp_path: object, viewers: int
 ) -> None:
@@ -114,7 +114,7 @@ def test_fanout_slow_viewer_does_not_hold_back_others(
     from pathlib import Path
 
     stream, pub = publisher(60)  # type: ignore[operator]
-    seconds = 8.0
+    seconds = 6.0
     # the stream's byte rate, measured by one viewer first
     probe = PlayStats()
     asyncio.run(Client("127.0.0.1", rtmp.port).play(stream, 2.0, probe))
