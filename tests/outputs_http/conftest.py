@@ -8,6 +8,7 @@ AAC with its AudioSpecificConfig) and written with ``shm.StreamWriter``: VoD thr
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
@@ -289,6 +290,7 @@ def start_server(*extra: str) -> Server:
             env=env,
         )
     server = Server(proc, "127.0.0.1", 0, Path(log.name))
+    atexit.register(server.log.unlink, missing_ok=True)  # also when callers stop it themselves
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and proc.poll() is None:
         for line in server.log.read_text(errors="replace").splitlines():
