@@ -10,9 +10,10 @@ position. :class:`VodInput` does the rest, the same for every format:
    directory is read-only) if it still matches the source's size and mtime, else
    index and write it;
 3. publish the tracks and the full index (``StreamWriter.set_index``), state READY;
-4. every tick (10 ms while viewers are around, 50 ms when idle -- MistServer scans
-   every 250 ms) load the pages readers want, unload pages unused for
-   ``pagetimeout`` seconds, and stop after ``inputtimeout`` seconds without viewers.
+4. every 250 ms (MistServer's ``INPUT_USER_INTERVAL``), and within 20 ms of a reader
+   starting to wait, load the pages readers want (the one they are on and the next),
+   unload pages unused for ``pagetimeout`` seconds, and stop after ``inputtimeout``
+   seconds without viewers.
 
 Failures (unreadable, empty, unknown or damaged source) are one ERROR line, state
 INVALID and exit code :data:`EXIT_INVALID`; a file cut short still plays the frames
@@ -33,14 +34,15 @@ from common.runtime import Runtime
 from inputs.index import MediaIndex, TrackIndex, header_candidates, load_header, save_header
 from mistcodecs.errors import Truncated
 from shm import StreamBusy, StreamWriter
+from shm.layout import OFF_EPOCH
 from shm.model import AUDIO_CODECS, META_CODECS, VIDEO_CODECS, StreamState
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # busy stream, source changed under us: worth a restart
 EXIT_INVALID = 2  # the source cannot be played (MistServer's INPUT_ABORT code)
-ACTIVE_TICK_S = 0.01
-IDLE_TICK_S = 0.05
-ACTIVE_GRACE_S = 2.0  # stay on the short tick this long after the last viewer
+POLL_S = 0.02  # how often the readers' wait epoch is glanced at
+MARK_END = OFF_EPOCH + 4  # user page: slot high-water mark (u32), then the wait epoch
+SCAN_S = 0.25  # full scan of viewers' wants (MistServer's INPUT_USER_INTERVAL)
 MERGE_GAP = 64 * 1024  # frames closer than this are read with one pread
 MAX_READ = 16 * 1024 * 1024
 
@@ -323,7 +325,19 @@ class VodInput:
     ) -> int:
         writer.last_viewer_time = time.monotonic()
         stopping = self.rt.stopping
+        users = writer.users.view
+        seen = b""
+        next_scan = 0.0
         while not stopping.is_set():
+            # A reader that needs a page not loaded yet blocks, and before blocking it
+            # stores a new wait epoch (and a new reader may raise the slot high-water
+            # mark): glancing at those 8 bytes is enough to react within POLL_S.
+            now = time.monotonic()
+            mark = bytes(users[0:MARK_END])
+            if mark == seen and now < next_scan:
+                stopping.wait(POLL_S)
+                continue
+            seen, next_scan = mark, now + SCAN_S
             for tid, page in writer.wanted_pages():
                 if stopping.is_set():
                     break
@@ -331,8 +345,7 @@ class VodInput:
                 if code is not None:
                     return code
             writer.unload_unused(self.opts.pagetimeout)
-            now = time.monotonic()
-            idle = now - writer.last_viewer_time
+            idle = time.monotonic() - writer.last_viewer_time
             if (
                 not writer.has_viewers()
                 and not self.opts.always_on
@@ -340,7 +353,6 @@ class VodInput:
             ):
                 self.log.info("no viewers for %.0f s; stopping", self.opts.inputtimeout)
                 return EXIT_OK
-            stopping.wait(ACTIVE_TICK_S if idle < ACTIVE_GRACE_S else IDLE_TICK_S)
         self.log.info("stopping (%s)", self.rt.exit_reason or "stop requested")
         return EXIT_OK
 
