@@ -43,7 +43,7 @@ from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.mp4.records import Ftyp
 from outputs.formats import SourceEntry, register_prefix, register_source
 from outputs.hls import respond
-from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
+from outputs.hls.engine import SERVICE, StreamGone, StreamSegments, init_tag
 from outputs.hls.http import (
     discontinuity_info,
     subtitle_renditions,
@@ -185,11 +185,12 @@ async def part_bytes(seg: StreamSegments, track: TrackMeta, part: PartSpan) -> b
 
 
 def part_key(seg: StreamSegments, track: TrackMeta, part: PartSpan) -> tuple[Any, ...]:
-    return ("cmaf-part", seg.stream, seg.generation, track.id, part.segment_start_ms, part.index)
+    tag = (track.id, init_tag(track))
+    return ("cmaf-part", seg.stream, seg.generation, tag, part.segment_start_ms, part.index)
 
 
 def segment_key(seg: StreamSegments, track: TrackMeta, span: SegmentSpan) -> tuple[Any, ...]:
-    return ("cmaf", seg.stream, seg.generation, track.id, span.start_ms)
+    return ("cmaf", seg.stream, seg.generation, (track.id, init_tag(track)), span.start_ms)
 
 
 async def segment_bytes(seg: StreamSegments, track: TrackMeta, span: SegmentSpan) -> bytes:
@@ -309,12 +310,15 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
     if leaf == "index.m3u8":
         return await media_playlist_response(req, seg, track)
     if leaf == "init.m4s":
-        key = ("cmaf-init", seg.stream, seg.generation, track.id)
+        key = ("cmaf-init", seg.stream, seg.generation, track.id, init_tag(track))
 
         async def init() -> bytes:
             return muxer(seg, track).init_segment()
 
-        return respond.media_response(req, await respond.cached(key, init), respond.M4S, key)
+        body = await respond.cached(key, init)
+        if seg.live:  # same URL for a new publisher's codec data: revalidate, do not pin
+            return respond.body_response(req, body, respond.M4S, "public, max-age=2", key)
+        return respond.media_response(req, body, respond.M4S, key)
     if leaf.startswith("chunk_") and leaf.endswith(".m4s"):
         return await chunk_response(req, seg, track, leaf)
     return respond.not_found(f"/cmaf/{stream}/{rest}")

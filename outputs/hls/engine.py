@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,11 @@ PREWARM_S = 10.0  # keep muxing ahead for renditions asked for within this time
 READY_WAIT_S = 10.0
 
 Prewarm = Callable[["StreamSegments"], None]
+
+
+def init_tag(track: TrackMeta) -> int:
+    """A fingerprint of a track's codec data: cache keys change when a publisher's do."""
+    return zlib.crc32(bytes(track.init))
 
 
 class StreamGone(Exception):

@@ -38,7 +38,7 @@ from outputs.formats import (
     register_source,
 )
 from outputs.hls import player, respond, webvtt
-from outputs.hls.engine import SERVICE, StreamGone, StreamSegments
+from outputs.hls.engine import SERVICE, StreamGone, StreamSegments, init_tag
 from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
 from shm.model import Packet, TrackMeta
@@ -170,7 +170,7 @@ async def segment_bytes(seg: StreamSegments, combo: list[TrackMeta], span: Segme
 
 
 def ts_key(seg: StreamSegments, combo: list[TrackMeta], span: SegmentSpan) -> tuple[Any, ...]:
-    ids = tuple(t.id for t in combo)
+    ids = tuple((t.id, init_tag(t)) for t in combo)
     return ("ts", seg.stream, seg.generation, ids, span.start_ms, span.end_ms)
 
 
