@@ -8,7 +8,8 @@ URLs (MistServer's layout, reference section 4); one rendition per track:
 * ``/cmaf/<s>/<trk>/index.m3u8`` -- media playlist with EXT-X-MAP; live ones are LL-HLS
   (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-SERVER-CONTROL, EXT-X-RENDITION-REPORT) and
   answer blocking reloads (``_HLS_msn``/``_HLS_part``; bad values are a 400)
-* ``/cmaf/<s>/<trk>/init.m4s``, ``chunk_<t>.m4s`` (segment), ``chunk_<t>.<n>.m4s`` (part)
+* ``/cmaf/<s>/<trk>/init.m4s``, ``chunk_<t>.m4s`` (segment), ``chunk_<t>.<n>.m4s`` (part);
+  the segment in progress is sent with chunked transfer, part by part as made
 * ``/cmaf/<s>/<sub>/index.m3u8`` -- WebVTT subtitles for HLS (not in the MPD yet)
 
 DASH and HLS share the same segment bytes. A live segment is ``styp`` plus the
@@ -51,7 +52,7 @@ from outputs.hls.http import (
     subtitle_tracks,
     window_of,
 )
-from outputs.http.message import Request, Response, error_response
+from outputs.http.message import Request, Response, Sink, error_response
 from shm.model import TrackMeta
 
 VIDEO = frozenset({"H264", "HEVC", "AV1", "VP9"})
@@ -269,6 +270,8 @@ async def chunk_response(
             return respond.not_found(f"part {leaf}")
         body = await part_bytes(seg, track, part)
         return respond.media_response(req, body, respond.M4S, part_key(seg, track, part))
+    if seg.live and seg.span_at(start) is None and start == seg.open_start:
+        return open_segment_response(seg, track, start)
     if seg.live and seg.span_at(start) is None and start >= (seg.open_start or 0):
         await seg.wait_for(lambda: seg.span_at(start) is not None, 3.0 * seg.target_s)
     span = seg.span_at(start)
@@ -276,6 +279,36 @@ async def chunk_response(
         return respond.not_found(f"segment {leaf}")
     body = await segment_bytes(seg, track, span)
     return respond.media_response(req, body, respond.M4S, segment_key(seg, track, span))
+
+
+def open_segment_response(seg: StreamSegments, track: TrackMeta, start: int) -> Response:
+    """The segment still being produced, sent with chunked transfer encoding one part
+    (moof + mdat) at a time as each completes (LL-DASH style delivery); the bytes are
+    those the complete segment will have."""
+    msn = seg.next_msn
+
+    async def body(sink: Sink) -> None:
+        def chunk(data: bytes) -> None:
+            sink.write(b"%x\r\n" % len(data) + data + b"\r\n")
+
+        chunk(STYP)
+        sent = 0
+        while not sink.closed:
+            done = seg.span_at(start) is not None
+            parts = seg.parts_of(msn)
+            if sent < len(parts):
+                chunk(await part_bytes(seg, track, parts[sent]))
+                await sink.drain()
+                sent += 1
+            elif done or seg.closed:
+                break
+            elif not await seg.wait_change(3.0 * seg.target_s):
+                break  # the stream stalled or ended: end the body where it is
+        sink.write(b"0\r\n\r\n")
+
+    headers = {"Content-Type": respond.M4S, "Cache-Control": "no-cache",
+               "Transfer-Encoding": "chunked"}  # fmt: skip
+    return Response(200, headers, stream=body)
 
 
 async def handle(req: Request, stream: str, rest: str) -> Response:

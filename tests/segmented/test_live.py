@@ -186,3 +186,27 @@ def test_two_servers_serve_interchangeable_segments(server: Server, live: Steady
                 assert fetch(server, f"{base}/{uri}")[2] == fetch(other, f"{base}/{uri}")[2]
     finally:
         stop_server(other)
+
+
+def test_segment_in_progress_arrives_chunked(server: Server, live: SteadyPublisher) -> None:
+    """The open segment is streamed part by part (chunked transfer) as it is produced,
+    and holds exactly the bytes the complete segment is served with afterwards."""
+    import http.client
+
+    pl = playlist(server, f"/cmaf/{live.stream}/1/index.m3u8")
+    open_start = int(pl.preload_hints[0].uri.split("_")[1].split(".")[0])
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=20)
+    t0 = time.monotonic()
+    conn.request("GET", f"/cmaf/{live.stream}/1/chunk_{open_start}.m4s")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    arrivals = []
+    body = b""
+    while chunk := resp.read1(65536):
+        body += chunk
+        arrivals.append(time.monotonic() - t0)
+    conn.close()
+    assert arrivals[-1] - arrivals[0] > 0.3  # it came in pieces over time, not at once
+    status, headers, whole, _ = fetch(server, f"/cmaf/{live.stream}/1/chunk_{open_start}.m4s")
+    assert status == 200 and "immutable" in headers["cache-control"]
+    assert body == whole
