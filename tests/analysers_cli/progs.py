@@ -42,6 +42,12 @@ def cli(
     )
 
 
+def golden_summary(prog: str) -> str:
+    """The summary line of VALID[prog] at the default detail, from its golden sidecar."""
+    kind = MODULES[prog].rsplit(".", 1)[1]
+    return summary((VALID[prog].parent / f"{VALID[prog].name}.{kind}.txt").read_text())
+
+
 def cli_all(
     calls: list[tuple[str, tuple[str, ...]]], timeout: float = 30
 ) -> list[subprocess.CompletedProcess[str]]:
