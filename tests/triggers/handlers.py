@@ -4,7 +4,8 @@ The script records every call as one file ``<dir>/calls/<ns>-<pid>`` (argv[1], t
 ``MIST_*`` environment, then the payload from stdin) and answers with the content of
 ``<dir>/answer-<TRIGGER>`` (``true`` when absent), after sleeping ``<dir>/sleep-<TRIGGER>``
 seconds when that file exists. The HTTP server records ``(headers, body)`` per request
-and answers from :attr:`HttpHandler.answers` (per ``X-Trigger``).
+and answers from :attr:`HttpHandler.answers` (per ``X-Trigger``; a string or a function
+of the payload).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,8 @@ class HttpCall:
 
 @dataclass
 class HttpHandler:
-    answers: dict[str, str] = field(default_factory=dict)
+    # per X-Trigger: a fixed answer or a function of the payload
+    answers: dict[str, str | Callable[[str], str]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     received: list[HttpCall] = field(default_factory=list)
     port: int = 0
@@ -98,7 +100,8 @@ def _request_handler(state: HttpHandler) -> type[http.server.BaseHTTPRequestHand
             trigger = self.headers.get("X-Trigger", "")
             state.received.append(HttpCall(self.path, dict(self.headers.items()), body))
             time.sleep(state.delays.get(trigger, 0))
-            answer = state.answers.get(trigger, "true").encode()
+            found = state.answers.get(trigger, "true")
+            answer = (found(body) if callable(found) else found).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
