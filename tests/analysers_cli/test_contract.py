@@ -18,6 +18,7 @@ from shm import StreamWriter
 from shm.cleanup import stream_page_names
 from shm.model import TrackMeta
 from tests.analysers_cli.progs import MODULES, STDIN, VALID, cli, cli_all, golden_summary, summary
+from tests.analysers_golden.test_ffprobe import compare, facts, probe
 from tests.codecs_rtmp.test_nginx_analyser import MODULE, nginx, publish
 
 NAMES = {
@@ -176,15 +177,17 @@ def test_meta_missing_stream_exits_2(stream: str) -> None:
 
 
 @pytest.mark.skipif(not MODULE.exists(), reason="libnginx-mod-rtmp not installed")
-def test_rtmp_live_stream_with_every_shared_flag(nginx: int) -> None:
-    """A live stream arrives in real time: -V passes; --json lines and the summary last."""
+def test_rtmp_live_stream_with_every_shared_flag(nginx: int, tmp_path: Path) -> None:
+    """A live stream arrives in real time: -V passes; --json lines and the summary last;
+    what the analyser saw agrees with ffprobe on the -R reconstruction."""
     pub = publish(nginx, "contract", 3)
+    out = tmp_path / "got.flv"
     try:
         time.sleep(0.5)  # nginx only serves a live stream once the publisher is in
         res = cli(
             "MistAnalyserRTMP",
             f"rtmp://127.0.0.1:{nginx}/live/contract",
-            *("-D", "1", "-V", "-T", "20", "-g", "4", "--json"),
+            *("-D", "2", "-V", "-T", "20", "-g", "4", "--json", "-R", str(out)),
             timeout=40,
         )
         assert pub.wait(30) == 0
@@ -195,3 +198,4 @@ def test_rtmp_live_stream_with_every_shared_flag(nginx: int) -> None:
     assert summary(res.stdout).startswith("MistAnalyserRTMP: valid")
     records = [json.loads(line) for line in res.stdout.strip().splitlines()[:-1]]
     assert any("timeline" in r for r in records)
+    compare("flv", facts("flv", records), probe(out))
