@@ -344,6 +344,7 @@ class VodInput:
                 code = self._load(writer, tracks, loader, tid, page)
                 if code is not None:
                     return code
+                next_scan = now + POLL_S  # a fast reader (a download) wants the next soon
             writer.unload_unused(self.opts.pagetimeout)
             idle = time.monotonic() - writer.last_viewer_time
             if (
