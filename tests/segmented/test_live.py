@@ -193,7 +193,11 @@ def test_segment_in_progress_arrives_chunked(server: Server, live: SteadyPublish
     and holds exactly the bytes the complete segment is served with afterwards."""
     import http.client
 
-    pl = playlist(server, f"/cmaf/{live.stream}/1/index.m3u8")
+    path = f"/cmaf/{live.stream}/1/index.m3u8"
+    pl = playlist(server, path)
+    # a blocking reload for the next segment answers just as it completes: the segment
+    # opened then has its whole duration still to come
+    pl = parse_media_playlist(fetch(server, f"{path}?_HLS_msn={pl.next_msn}")[2].decode())
     open_start = int(pl.preload_hints[0].uri.split("_")[1].split(".")[0])
     conn = http.client.HTTPConnection(server.host, server.port, timeout=20)
     t0 = time.monotonic()
