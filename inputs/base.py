@@ -309,6 +309,8 @@ class VodInput:
                 self.log.warning("%s: %s, left out", self.source, problem)
                 self._left_out.append(problem)
                 continue
+            if meta.type == "video" and any(idx.offset):
+                meta.extra["bframes"] = 1  # MistServer's meta flag (json_ "bframes")
             if meta.type == "video" and not meta.fpks and len(idx) > 1:
                 span = idx.dts[-1] - idx.dts[0]
                 if span > 0:
