@@ -393,10 +393,13 @@ TARGETS: dict[str, Target] = {
 
 
 def _save(crash_dir: Path, name: str, data: bytes, exc: BaseException | str) -> str:
+    """``<target>-<sha1>.hex``: the input in hex on the first line, then the error as
+    ``#`` comment lines."""
     crash_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(data).hexdigest()[:12]
     path = crash_dir / f"{name}-{digest}.hex"
-    path.write_text(f"# {exc if isinstance(exc, str) else repr(exc)}\n{data.hex()}\n")
+    why = exc if isinstance(exc, str) else repr(exc)
+    path.write_text(data.hex() + "\n" + "".join(f"# {line}\n" for line in why.splitlines()))
     return str(path)
 
 
@@ -510,7 +513,8 @@ def fuzz_atheris(name: str, seconds: float, crash_dir: Path) -> dict[str, Any]:
     reproducers = []
     for artifact in sorted(work.glob("*-*")):
         if artifact.name.startswith(("crash-", "timeout-", "oom-", "leak-")):
-            tail = proc.stderr[proc.stderr.find("Uncaught Python exception") :][:400]
+            at = proc.stderr.find("Uncaught Python exception")
+            tail = proc.stderr[at:][:1500] if at >= 0 else proc.stderr[-1500:]
             reproducers.append(_save(crash_dir, name, artifact.read_bytes(), tail or artifact.name))
     return {
         "engine": "atheris",

@@ -30,8 +30,8 @@ def test_a_crash_is_recorded_with_a_hex_reproducer(
     assert result["iterations"] > 100
     assert result["crashes"] == 1 and result["errors"] == ["KeyError: 'boom'"]
     text = Path(result["reproducers"][0]).read_text().splitlines()
-    assert text[0] == "# KeyError('boom')"
-    assert bytes.fromhex(text[1])[3] == 0
+    assert bytes.fromhex(text[0])[3] == 0
+    assert text[1] == "# KeyError('boom')"
 
 
 @pytest.mark.parametrize("name", sorted(fuzz.TARGETS))
