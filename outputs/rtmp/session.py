@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,7 @@ WRITE_LOW_WATER = 64 * 1024
 PENDING_LIMIT = 8192  # media messages queued while the buffer answers
 STREAM_WAIT_S = 10.0
 VOD_LEAD_MS = 2000
+KERNEL_SNDBUF = 256 * 1024
 
 
 class Server:
@@ -380,6 +382,7 @@ class RtmpSession(asyncio.Protocol):
             conn.writer.forget(cs)
         if meta.live:
             reader.close()
+            self._cap_kernel_buffer()
             feed = self.server.hub.feed(name, rtmp_spec(ev.stream_id), tracks)
             self.feed = feed
             self.viewer = feed.join(self)
@@ -394,6 +397,14 @@ class RtmpSession(asyncio.Protocol):
             finally:
                 reader.close()
         self.close()
+
+    def _cap_kernel_buffer(self) -> None:
+        """Keep the kernel's send buffer small for live viewers: with autotuning it can
+        hold many seconds of a stream, a lag the skip-to-keyframe logic never sees."""
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SNDBUF)
 
     async def _open_reader(self, name: str) -> Any:
         import shm
