@@ -222,16 +222,16 @@ class VodInput:
         if not tracks:
             why = "; ".join(self._left_out) or "no tracks"
             return self._fail(writer, f"cannot play {self.source}: no playable track ({why})")
+        try:
+            loader = self.fmt.open_loader(self.source, index)
+        except (OSError, MediaError) as exc:
+            return self._fail(writer, f"cannot play {self.source}: {exc}")
         writer.set_state(StreamState.READY, 100)
         self.log.info(
             "ready: %s",
             ", ".join(f"{t.codec} ({len(index.frames[t.id])} frames)" for t in index.tracks
                       if t.id in self._tracks_by_fmt),
         )  # fmt: skip
-        try:
-            loader = self.fmt.open_loader(self.source, index)
-        except (OSError, MediaError) as exc:
-            return self._fail(writer, f"cannot play {self.source}: {exc}")
         try:
             return self._serve(writer, tracks, loader)
         finally:
