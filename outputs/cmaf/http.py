@@ -221,6 +221,11 @@ def _prewarm(track: TrackMeta) -> Any:
 
 
 # -- requests ----------------------------------------------------------------------------
+def _media_state(seg: StreamSegments, track: TrackMeta) -> tuple[Any, PlaylistState]:
+    pl = media(seg, track)
+    return pl, PlaylistState.of(pl)
+
+
 async def media_playlist_response(req: Request, seg: StreamSegments, track: TrackMeta) -> Response:
     try:
         directives = parse_directives(req.query)
@@ -231,13 +236,14 @@ async def media_playlist_response(req: Request, seg: StreamSegments, track: Trac
     seg.want(("cmaf", track.id), _prewarm(track))
     deadline = time.monotonic() + block_timeout(seg.target_s)
     while True:
-        pl = media(seg, track)
-        decision = decide(PlaylistState.of(pl), directives)
+        pl, state = seg.memo(("cmaf-media", track.id), lambda: _media_state(seg, track))
+        decision = decide(state, directives)
         if decision.outcome is Outcome.BAD_REQUEST:
             return error_response(400, decision.reason)
         if decision.outcome is Outcome.ANSWER:
             blocking = directives.msn is not None
-            return respond.playlist_response(req, pl.render(), respond.M3U8, seg, blocking)
+            text = seg.memo(("cmaf-text", track.id), pl.render)
+            return respond.playlist_response(req, text, respond.M3U8, seg, blocking)
         left = deadline - time.monotonic()
         if left <= 0 or seg.closed:
             return error_response(503, f"timed out {decision.reason}")

@@ -93,7 +93,7 @@ class StreamSegments:
         self.last_used = time.monotonic()
         self.window = PacketWindow()
         self.prewarm: dict[Any, tuple[float, Prewarm]] = {}
-        self.muxers: dict[Any, Any] = {}  # rendition -> (next segment start, muxer state)
+        self._memo: dict[Any, tuple[int, Any]] = {}
         self._parts: dict[int, list[PartSpan]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -202,6 +202,15 @@ class StreamSegments:
         """Keep muxing rendition ``key`` ahead while viewers ask for it."""
         if self.live:
             self.prewarm[key] = (time.monotonic(), fn)
+
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()``, computed again only after the index changed (playlists)."""
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        value = build()
+        self._memo[key] = (self.version, value)
+        return value
 
     # -- waiting -------------------------------------------------------------------------
     def _changed(self) -> None:

@@ -200,7 +200,8 @@ async def subtitle_response(
     if leaf == "index.m3u8":
         if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
             return error_response(503, "no complete segment yet")
-        return respond.playlist_response(req, media(seg, "vtt"), respond.M3U8, seg)
+        text = seg.memo(("vtt-media",), lambda: media(seg, "vtt"))
+        return respond.playlist_response(req, text, respond.M3U8, seg)
     start, _, until = leaf.removesuffix(".vtt").partition("_")
     span = seg.span_at(int(start)) if leaf.endswith(".vtt") and start.isdigit() else None
     if span is None or str(span.end_ms) != until:
@@ -247,7 +248,8 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
             return error_response(503, f"stream {stream!r} has no complete segment yet")
         seg.want(("ts", tuple(t.id for t in combo)), _prewarm(combo))
-        return respond.playlist_response(req, media(seg), respond.M3U8, seg)
+        text = seg.memo(("hls-media", tuple(t.id for t in combo)), lambda: media(seg))
+        return respond.playlist_response(req, text, respond.M3U8, seg)
     if leaf.endswith(".ts"):
         start, _, until = leaf[:-3].partition("_")
         if not (start.isdigit() and until.isdigit()):
