@@ -114,3 +114,27 @@ def test_cache_headers_etag_and_cors(server: Server, vod: str) -> None:
 )
 def test_unknown_resources(server: Server, vod: str, path: str, status: int) -> None:
     assert fetch(server, path.format(s=vod))[0] == status
+
+
+@pytest.mark.parametrize("keep", ["audio", "video"])
+def test_single_track_streams(server: Server, vod_clip: Source, keep: str) -> None:
+    from tests.outputs_http.conftest import publish_vod, unique
+
+    tracks = [t for t in vod_clip.tracks if t.type == keep]
+    frames = [f for f in vod_clip.frames if f.track == tracks[0].id]
+    name = unique(f"seg{keep}")
+    w = publish_vod(name, Source(vod_clip.path, tracks, frames))
+    try:
+        master = parse_master_playlist(fetch(server, f"/hls/{name}/index.m3u8")[2].decode())
+        assert [v.uri for v in master.variants] == [f"{tracks[0].id}/index.m3u8"]
+        _, pl = _media(server, f"/hls/{name}/{tracks[0].id}/index.m3u8")
+        assert abs(sum(s.duration for s in pl.segments) - VOD_SECONDS) < 0.2  # type: ignore[attr-defined]
+        for path in (f"/hls/{name}/index.m3u8", f"/cmaf/{name}/index.m3u8"):
+            got = decode(server.base + path)
+            assert got.errors == []
+            if keep == "video":
+                assert len(got.video_pts) == len(frames) and got.video_gaps(1 / FPS) == []
+            else:
+                assert abs(len(got.audio_pts) - len(frames)) <= 2 and got.audio_gaps(48000) == []
+    finally:
+        w.close()
