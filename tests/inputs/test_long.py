@@ -46,3 +46,21 @@ def test_one_hour_mp4(tmp_path: Path, stream: str) -> None:
             reader.close()
         assert inp.stop() == 0
     assert "index loaded from header" in inp.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "ext"), [("ts", "ts"), ("ebml", "mkv"), ("flv", "flv")])
+def test_one_hour_sequential_formats(module: str, ext: str, tmp_path: Path, stream: str) -> None:
+    """The formats indexed by one pass over the file: time printed, loose bound."""
+    minute, hour = tmp_path / "minute.mp4", tmp_path / f"hour.{ext}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10", "-f", "lavfi", "-i", "sine=r=8000",
+           "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "20", "-c:a", "aac",
+           "-b:a", "8k", str(minute))  # fmt: skip
+    ffmpeg("-stream_loop", "59", "-i", str(minute), "-c", "copy", str(hour))
+    with InputProcess(module, stream, hour, "--inputtimeout", "0") as inp:
+        assert inp.wait(timeout=110) == 0
+    m = INDEXED.search(inp.stderr)
+    assert m, inp.stderr
+    print(f"one-hour {ext} indexed in {m.group(1)} s ({m.group(2)} frames)")
+    assert float(m.group(1)) < 60.0
+    assert abs(int(m.group(2)) - 64_141) < 200
