@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -322,6 +324,59 @@ class Monitor:
         self.triggers.fire_background(
             "INPUT_ABORT", [stream, source, program, str(pid), machine, human], stream
         )
+
+    def push_ended(
+        self,
+        push_id: int,
+        stream: str,
+        orig_target: str,
+        target: str,
+        logs: list[str],
+        status: dict[str, Any],
+        program: str,
+        started: float,
+        code: int | None,
+        stopped: bool,
+    ) -> None:
+        """PUSH_END, OUTPUT_END and (file targets) RECORDING_END for a finished push.
+
+        Byte counts come from the file for recordings; media times are not known to the
+        controller and are sent as 0."""
+        self.triggers.fire_background(
+            "PUSH_END",
+            [str(push_id), stream, orig_target, target, json.dumps(logs), json.dumps(status)],
+            stream,
+        )
+        found = re.search(r"MistOut(\w+)", program)
+        connector = found.group(1) if found else ""
+        path = target.partition("?")[0]
+        is_file = "://" not in path
+        size = 0
+        if is_file:
+            with contextlib.suppress(OSError):
+                size = os.path.getsize(path)
+        now = time.time()
+        if stopped or code == 0:
+            machine, human = "CLEAN_EOF" if code == 0 else "CLEAN_STOP", "push stopped"
+        else:
+            machine, human = f"EXIT_{code}", f"push exited with code {code}"
+        lines = [
+            stream,
+            target,
+            connector,
+            str(size),
+            str(int(now - started)),
+            str(int(started)),
+            str(int(now)),
+            "0",
+            "0",
+            "0",
+            machine,
+            human,
+        ]
+        if is_file:
+            self.triggers.fire_background("RECORDING_END", lines, stream)
+        self.triggers.fire_background("OUTPUT_END", lines, stream)
 
     async def default_stream(self, body: dict[str, Any]) -> dict[str, Any]:
         """``{"default_stream": {stream, host, connector, url}}`` -> ``{"stream": fallback}``.
