@@ -1,7 +1,8 @@
 """Chromium (Playwright, Debian's /usr/bin/chromium) plays /<s>.html through hls.js and dash.js.
 
-The page is asked for one source type (``?forcetype=``) and, for HLS, for hls.js even
-though Chromium now plays HLS itself (``?forceplayer=hlsjs``). Playback must advance
+The page's own handlers (``window.mistPlayers``, registered by the HLS plug-in) are
+given one source type each; for HLS the page is told to use hls.js even though
+Chromium now plays HLS itself (``?forceplayer=hlsjs``). Playback must advance
 for 20 s without stalling; with 1 s keyframes and LL-HLS, hls.js must sit < 3 s behind
 the live edge (its ``latency``)."""
 
@@ -12,7 +13,6 @@ import os
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
@@ -50,13 +50,24 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+TAKE = """async ([stream, kind]) => {
+  const info = await (await fetch('/json_' + encodeURIComponent(stream) + '.js')).json();
+  const video = document.getElementById('video');
+  video.pause(); video.removeAttribute('src'); video.load();
+  const source = info.source.find(s => s.type === kind);
+  return source ? window.mistPlayers[kind](video, source, info) : 'no source ' + kind; }"""
+
+
 def play(
     browser: Any, server: Server, stream: str, kind: str, seconds: float
 ) -> list[dict[str, Any]]:
-    """Open the player page for one source type; sample the <video> once a second."""
+    """Open the player page and hand the <video> to the page's own handler for ``kind``
+    (the page itself prefers progressive MP4 in Chromium); sample it once a second."""
     page = browser.new_page()
     try:
-        page.goto(f"{server.base}/{stream}.html?forcetype={quote(kind)}&forceplayer=hlsjs")
+        page.goto(f"{server.base}/{stream}.html?forceplayer=hlsjs")
+        page.wait_for_function("() => Object.keys(window.mistPlayers || {}).length > 0")
+        assert page.evaluate(TAKE, [stream, kind]) is True
         deadline = time.monotonic() + 20
         while page.evaluate(STATE)["t"] <= 0:  # started playing
             assert time.monotonic() < deadline, f"{kind}: playback did not start"
