@@ -87,7 +87,7 @@ class Handler:
     def from_config(cls, entry: Any) -> Handler | None:
         if isinstance(entry, str):
             return cls(entry) if entry else None
-        if isinstance(entry, list) and entry and isinstance(entry[0], str):
+        if isinstance(entry, list) and entry and isinstance(entry[0], str) and entry[0]:
             streams = entry[2] if len(entry) > 2 and isinstance(entry[2], list) else []
             return cls(entry[0], len(entry) > 1 and bool(entry[1]), _strs(streams))
         if isinstance(entry, dict) and isinstance(entry.get("handler"), str) and entry["handler"]:

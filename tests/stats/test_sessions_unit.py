@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.sessions import ip_bytes, session_id, token_from
 from controller.sessions import Session, SessionTable
@@ -191,3 +193,29 @@ async def test_stale_connections_are_closed(tmp_path: Path) -> None:
     h.table.tick(time.time(), time.monotonic() + 60, 1.0)
     assert not h.table.conns
     await h.service.close()
+
+
+ROWS = st.lists(
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=5),
+        st.lists(st.one_of(st.integers(-5, 10**12), st.text(max_size=3), st.none()), max_size=9),
+    ),
+    max_size=10,
+)
+
+
+@given(rows=ROWS)
+@settings(max_examples=300, deadline=None)
+def test_counter_reports_of_any_shape_are_safe(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[Any]
+) -> None:
+    h = Harness(tmp_path_factory.mktemp("fuzz"), {})
+    asyncio.run(h.open())
+    cid = f"c{h.n}"
+    rows = [[cid, *r[1:]] if isinstance(r, list) and r else r for r in rows]
+    h.table.update(rows)
+    h.table.update(rows, closing=True)
+    for sess in h.table.sessions.values():
+        assert sess.down >= 0 and sess.up >= 0

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.triggers import is_true
 from controller import triggers as trig
@@ -220,3 +222,20 @@ async def test_missing_executable_and_dead_url_count_as_failures(tmp_path: Path)
         "fails": 2,
     }
     await service.close()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+@settings(max_examples=300, deadline=None)
+def test_any_trigger_config_parses_without_errors(raw: Any) -> None:
+    parsed = parse_config({"USER_NEW": raw, "X": raw} if not isinstance(raw, dict) else raw)
+    for handlers in parsed.values():
+        assert handlers and all(isinstance(h, Handler) and h.handler for h in handlers)
