@@ -93,6 +93,7 @@ class SourceEntry:
 
 PrefixCallable = Callable[["Request", str, str], Awaitable["Response"]]
 """``handler(request, stream, rest_of_path)`` for a path ``/<prefix>/<stream>/<rest>``."""
+StaticCallable = Callable[["Request"], "Response"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Registry:
     prefixes: dict[str, PrefixHandler] = field(default_factory=dict)
     sources: list[SourceEntry] = field(default_factory=list)
     player_scripts: list[str] = field(default_factory=list)  # HTML put in the player's <head>
+    static: dict[str, StaticCallable] = field(default_factory=dict)  # /<name> files of plug-ins
 
 
 REGISTRY = Registry()
@@ -131,6 +133,11 @@ def register_prefix(prefix: str, handle: PrefixCallable, name: str = "") -> None
 
 def register_source(entry: SourceEntry) -> None:
     REGISTRY.sources.append(entry)
+
+
+def register_static(name: str, handle: StaticCallable) -> None:
+    """Serve ``/<name>`` (e.g. ``/hlsjs.js``) with ``handle(request)``."""
+    REGISTRY.static[name] = handle
 
 
 def register_player_script(html: str) -> None:

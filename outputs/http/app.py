@@ -103,7 +103,8 @@ class HttpApp:
         if req.method not in ("GET", "HEAD"):
             return error_response(405, f"{req.method} is not allowed here")
         if isinstance(r, StaticRoute):
-            return self._static(r.name)
+            plugin = REGISTRY.static.get(r.name)
+            return plugin(req) if plugin is not None else self._static(r.name)
         if isinstance(r, PlayerRoute):
             return self._player_page(r.stream)
         if isinstance(r, InfoRoute):

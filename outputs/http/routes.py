@@ -99,7 +99,7 @@ def route(path: str) -> Route:
             return PrefixRoute(prefix, stream, "/".join(segments[2:]))
         return ErrorRoute(404, f"No such resource: {path[:100]}")
     leaf = segments[0]
-    if leaf in STATIC_FILES:
+    if leaf in STATIC_FILES or leaf in REGISTRY.static:
         return StaticRoute(leaf)
     if leaf in REGISTRY.prefixes or leaf in RESERVED_PREFIXES:
         return ErrorRoute(404, f"/{leaf}/ needs a stream name: /{leaf}/<stream>/...")
