@@ -207,7 +207,7 @@ ROWS = st.lists(
 
 
 @given(rows=ROWS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_counter_reports_of_any_shape_are_safe(
     tmp_path_factory: pytest.TempPathFactory, rows: list[Any]
 ) -> None:
