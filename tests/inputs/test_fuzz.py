@@ -65,7 +65,7 @@ def exercise(fmt: VodFormat, path: Path) -> None:
 
 
 @pytest.mark.parametrize("key", sorted(FORMATS))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_damaged_files(key: str, data: st.DataObject) -> None:
     raw = bytearray(source(key))

@@ -145,7 +145,7 @@ def test_indexing_progress_is_published(media_dir: Path, stream: str) -> None:
     assert len(set(percents)) > 2
 
 
-@pytest.mark.parametrize("module", ["ts", "libav"])
+@pytest.mark.parametrize("module", ["libav"])
 def test_busy_stream_refused(module: str, media: dict[str, Path], stream: str) -> None:
     key = {"ebml": "mkv", "libav": "avi"}.get(module, module)
     with InputProcess("mp4", stream, media["mp4"]) as first:
