@@ -33,7 +33,6 @@ from mistcodecs.ts import TsMuxer
 from mistcodecs.ts.mux import START_90K
 from outputs.formats import (
     SourceEntry,
-    register_player_script,
     register_prefix,
     register_source,
 )
@@ -268,7 +267,7 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
 def register() -> None:
     """Called by MistOutHTTP at start-up (``outputs.formats.load_plugins``)."""
     register_prefix("hls", handle, "HLS")
-    register_player_script(player.script())
+    player.register()
     register_source(
         SourceEntry(
             "html5/application/vnd.apple.mpegurl", "HLS (TS)", 7,

@@ -14,11 +14,12 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
+from outputs.formats import register_player_script, register_static
 from outputs.hls import respond
 from outputs.http.message import Request, Response, error_response
 
 LIBS = {"hlsjs.js": "hlsjs.js", "dashjs.js": "dashjs.js"}
-LIB_PATH = "/hls/{name}"  # served by the /hls/ handler until MistOutHTTP maps /<name> itself
+LIB_PATH = "/{name}"  # /hlsjs.js and /dashjs.js, as MistServer (also under /hls/)
 
 SCRIPT = """<script>
 (function () {
@@ -65,8 +66,10 @@ def library(name: str) -> bytes:
     return resources.files("outputs.http.static").joinpath(LIBS[name]).read_bytes()
 
 
-def script() -> str:
-    return SCRIPT % {"path": LIB_PATH}
+def register() -> None:
+    register_player_script(SCRIPT % {"path": LIB_PATH})
+    for name in LIBS:
+        register_static(name, lambda req, name=name: serve(req, name))  # type: ignore[misc]
 
 
 def serve(req: Request, name: str) -> Response:

@@ -4,6 +4,7 @@ DASH demuxers decode all 20 s with continuous timestamps, caching headers are ri
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -138,3 +139,19 @@ def test_single_track_streams(server: Server, vod_clip: Source, keep: str) -> No
                 assert abs(len(got.audio_pts) - len(frames)) <= 2 and got.audio_gaps(48000) == []
     finally:
         w.close()
+
+
+def test_player_page_and_libraries(server: Server, vod: str) -> None:
+    page = fetch(server, f"/{vod}.html")[2].decode()
+    assert 'players["dash/video/mp4"]' in page and "/{name}" in page
+    for name, marker in (("hlsjs.js", b"hls.js"), ("dashjs.js", b"dash.js")):
+        for path in (f"/{name}", f"/hls/{name}"):
+            status, headers, body, _ = fetch(server, path)
+            assert status == 200 and headers["content-type"] == "application/javascript"
+            assert body.startswith(b"/*! " + marker) and len(body) > 100_000
+            assert "max-age" in headers["cache-control"] and headers["etag"]
+    info = json.loads(fetch(server, f"/json_{vod}.js")[2])
+    types = {s["type"]: s["relurl"] for s in info["source"]}
+    assert types["html5/application/vnd.apple.mpegurl"] == f"/hls/{vod}/index.m3u8"
+    assert types["dash/video/mp4"] == f"/cmaf/{vod}/index.mpd"
+    assert types["html5/application/vnd.apple.mpegurl;version=7"] == f"/cmaf/{vod}/index.m3u8"
