@@ -223,3 +223,17 @@ async def fire_async(name: str, payload: list[str], stream: str | None = None) -
 async def allowed_async(name: str, payload: list[str], stream: str | None = None) -> bool:
     result = await fire_full_async(name, payload, stream)
     return result is None or not result.configured or result.allow
+
+
+def track_list_json(tracks: dict[int, Any]) -> str:
+    """LIVE_TRACK_LIST's payload line: ``{"<id>": {type, codec, width, ...}}`` from
+    ``shm.model.TrackMeta`` objects (binary fields such as ``init`` left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for tid, track in sorted(tracks.items()):
+        record = track.to_record() if hasattr(track, "to_record") else dict(track)
+        out[str(tid)] = {
+            k: v
+            for k, v in record.items()
+            if isinstance(v, (str, int, float, bool)) and v not in ("", None)
+        }
+    return json.dumps(out, sort_keys=True)
