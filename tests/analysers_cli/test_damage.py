@@ -12,6 +12,7 @@ import json
 import random
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,8 @@ SWEEP = [
     ("h264_aac.flv", "flv"),
     ("h264_aac.ts:7520", "ts"),  # its first 40 packets (PAT, PMT, both PIDs): keeps it quick
     ("h264_aac_faststart.mp4", "mp4"),
-    ("h264_aac_frag.mp4", "mp4"),
     ("vp9_opus.webm", "ebml"),
+    ("h264_aac_frag.mp4", "mp4"),  # the sweep itself runs with -m slow, see below
     pytest.param("h264_aac.ts", "ts", marks=pytest.mark.slow),
     pytest.param("hevc_mp3.ts", "ts", marks=pytest.mark.slow),
     pytest.param("h264_aac.mp4", "mp4", marks=pytest.mark.slow),
@@ -94,7 +95,10 @@ SWEEP = [
 ]
 
 
-@pytest.mark.parametrize(("fixture", "kind"), SWEEP)
+@pytest.mark.parametrize(
+    ("fixture", "kind"),
+    [c if i != 4 else pytest.param(*c, marks=pytest.mark.slow) for i, c in enumerate(SWEEP)],
+)
 def test_truncated_at_every_7th_byte(fixture: str, kind: str) -> None:
     data = read(fixture)
     clean = clean_cuts(fixture, kind, data)
@@ -391,8 +395,12 @@ def test_damage_through_the_programs(tmp_path: Path) -> None:
         ("MistAnalyserEBML", ["-", "--json"], with_ebml_size(webm, offsets["Cluster"], HUGE)),
         ("MistAnalyserTS", ["-", "-D", "127"], random.Random(3).randbytes(188 * 20)),
     ]
-    for prog, args, stdin in cases:
-        res = cli(prog, *args, stdin=stdin, timeout=30)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [
+            pool.submit(cli, prog, *args, stdin=stdin, timeout=30) for prog, args, stdin in cases
+        ]
+    for (prog, _, _), job in zip(cases, jobs, strict=True):
+        res = job.result()
         assert res.returncode == 1, (prog, res.stdout[-2000:], res.stderr)
         assert "Traceback" not in res.stdout + res.stderr
         assert "problem" in summary(res.stdout)

@@ -26,7 +26,7 @@ def test_a_crash_is_recorded_with_a_hex_reproducer(
         return parse, (ValueError,)
 
     monkeypatch.setitem(fuzz.TARGETS, "demo", fuzz.Target("demo", load, lambda: [b"abcdef"]))
-    result = fuzz.fuzz_in_process("demo", 0.5, tmp_path)
+    result = fuzz.fuzz_in_process("demo", 0.2, tmp_path)
     assert result["iterations"] > 100
     assert result["crashes"] == 1 and result["errors"] == ["KeyError: 'boom'"]
     text = Path(result["reproducers"][0]).read_text().splitlines()
