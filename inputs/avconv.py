@@ -10,6 +10,7 @@ big-endian signed.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,10 @@ PCM = {
     "pcm_s32le": (32, 4, False),
     "pcm_u8": (8, 0, True),
 }
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "webvtt", "text", "mov_text"})
 H264_PARAMS = {h264.NAL_SPS, h264.NAL_PPS}
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
 HEVC_PARAMS = {hevc.NAL_VPS, hevc.NAL_SPS, hevc.NAL_PPS}
 
 
@@ -56,14 +60,20 @@ class Converter:
     kind: str
     codec: str
     init: bytes = b""
-    mode: str = "copy"  # copy, annexb, relength, adts, pcm
+    mode: str = "copy"  # copy, annexb, relength, adts, pcm, subtitle, tx3g
     nal_length: int = 4
     pcm: tuple[int, int, bool] = (16, 0, False)
     params: dict[int, list[bytes]] = field(default_factory=dict)
 
-    def payload(self, data: bytes) -> bytes:
+    def payload(self, data: bytes, duration_ms: int = 0) -> bytes:
+        """The model payload of one packet (``duration_ms`` matters for subtitles only)."""
         if self.mode == "copy":
             return data
+        if self.mode in ("subtitle", "tx3g"):
+            if self.mode == "tx3g":  # MP4 timed text: 16-bit length, text, style boxes
+                n = _U16.unpack_from(data)[0] if len(data) >= 2 else 0
+                data = data[2 : 2 + n]
+            return _U32.pack(max(0, duration_ms) & 0xFFFFFFFF) + data
         if self.mode == "annexb":
             return h264.nals_to_avcc([n for n in h264.split_annexb(data) if self._keep(n)])
         if self.mode == "relength":
@@ -147,6 +157,11 @@ def converter_for(stream: Any) -> Converter | None:
             for nal in h264.split_annexb(extra):
                 conv._keep(nal)
         return conv
+    if stream.type == "subtitle":
+        if name not in TEXT_SUBTITLES:
+            return None
+        conv = Converter("meta", "subtitle", b"", "tx3g" if name == "mov_text" else "subtitle")
+        return conv
     if name == "aac":
         return Converter("audio", "AAC", extra, "adts")
     if name in PCM:
@@ -165,7 +180,10 @@ def converter_for(stream: Any) -> Converter | None:
 def track_meta(tid: int, stream: Any, conv: Converter) -> TrackMeta:
     ctx = stream.codec_context
     meta = TrackMeta(tid, conv.kind, conv.codec, conv.init)
-    if conv.kind == "video":
+    if conv.kind == "meta":
+        if ctx.name == "webvtt":
+            meta.extra["subtitle_format"] = "webvtt"
+    elif conv.kind == "video":
         meta.width, meta.height = int(ctx.width or 0), int(ctx.height or 0)
         rate = stream.average_rate or stream.guessed_rate
         meta.fpks = int(rate * 1000) if rate else 0

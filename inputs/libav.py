@@ -38,6 +38,10 @@ def _raw_time(pkt: Any, last: int) -> int:
     return last
 
 
+def _duration_ms(pkt: Any, time_base: Any) -> int:
+    return round(pkt.duration * time_base * 1000) if pkt.duration else 0
+
+
 def _open(path: str) -> Any:
     try:
         return av.open(path)
@@ -49,7 +53,7 @@ def _streams(container: Any) -> tuple[list[tuple[Any, Converter]], list[str]]:
     """Usable streams (with converters) and warnings about the others."""
     usable, warnings = [], []
     for s in container.streams:
-        if s.type not in ("video", "audio"):
+        if s.type not in ("video", "audio", "subtitle"):
             continue
         conv = converter_for(s)
         if conv is None:
@@ -94,7 +98,7 @@ class AvFormat(VodFormat):
                 tb = s.time_base
                 data = bytes(pkt)
                 conv.learn(data)
-                payload = conv.payload(data)
+                payload = conv.payload(data, _duration_ms(pkt, tb))
                 dts = round(raw * tb * 1000)
                 pts = round(pkt.pts * tb * 1000) if pkt.pts is not None else dts
                 key = bool(pkt.is_keyframe) or conv.kind != "video"
@@ -234,7 +238,7 @@ class AvLoader(FrameLoader):
                 if raw != frames.aux[n]:
                     cur.next_n = -1
                     raise FormatError(f"track {track}: frame {n} not found again (time {raw})")
-                out.append(cur.conv.payload(bytes(pkt)))
+                out.append(cur.conv.payload(bytes(pkt), _duration_ms(pkt, cur.stream.time_base)))
             cur.next_n = stop
             return out
         except StopIteration:

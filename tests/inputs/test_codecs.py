@@ -86,3 +86,28 @@ def _same_samples(path: Path, ours_be: bytes) -> None:
     src = array("h", raw)
     src.byteswap()
     assert src.tobytes() == ours_be
+
+
+def test_subrip_subtitles_through_mistinav(tmp_path: Path, stream: str) -> None:
+    """Text subtitles: 4-byte big-endian cue duration, then the UTF-8 text (shm/model.py)."""
+    cues = [(1000, 2500, "Hello world"), (3000, 4000, "Zweite Zeile: äöü"), (5200, 6000, "3")]
+
+    def stamp(ms: int) -> str:
+        return f"00:00:{ms // 1000:02d},{ms % 1000:03d}"
+
+    srt = tmp_path / "subs.srt"
+    srt.write_text(
+        "".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{t}\n\n" for i, (a, b, t) in enumerate(cues, 1)),
+        encoding="utf-8",
+    )
+    with InputProcess("libav", stream, srt) as inp:
+        reader = inp.reader()
+        try:
+            (track,) = tracks_of(reader)
+            packets = read_tracks(reader)
+        finally:
+            reader.close()
+        assert inp.stop() == 0
+    assert (track.type, track.codec) == ("meta", "subtitle")
+    got = [(p.dts, p.dts + int.from_bytes(p.data[:4], "big"), p.data[4:].decode()) for p in packets]
+    assert got == cues
