@@ -263,14 +263,12 @@ async def chunk_response(
         if not seg.live:
             return respond.not_found(f"part {leaf}")
 
-        def part_ready() -> bool:
-            if seg.part_at(start, index) is not None:
-                return True
-            span = seg.span_at(start)
-            return span is not None or (seg.open_start is not None and start > seg.open_start)
-
-        # Preload hints point at parts not made yet: hold the request until it exists.
-        await seg.wait_for(part_ready, 3.0 * seg.target_s)
+        if seg.live and start == seg.open_start and seg.part_at(start, index) is None:
+            # a preload hint names the next part of the open segment: hold until it exists
+            await seg.wait_for(
+                lambda: seg.part_at(start, index) is not None or seg.span_at(start) is not None,
+                3.0 * seg.target_s,
+            )
         part = seg.part_at(start, index)
         if part is None:
             return respond.not_found(f"part {leaf}")
@@ -278,8 +276,6 @@ async def chunk_response(
         return respond.media_response(req, body, respond.M4S, part_key(seg, track, part))
     if seg.live and seg.span_at(start) is None and start == seg.open_start:
         return open_segment_response(seg, track, start)
-    if seg.live and seg.span_at(start) is None and start >= (seg.open_start or 0):
-        await seg.wait_for(lambda: seg.span_at(start) is not None, 3.0 * seg.target_s)
     span = seg.span_at(start)
     if span is None:
         return respond.not_found(f"segment {leaf}")

@@ -254,7 +254,8 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         if not (start.isdigit() and until.isdigit()):
             return respond.not_found(f"segment {leaf}")
         t0, t1 = int(start), int(until)
-        if seg.live and seg.span_at(t0) is None and t0 >= (seg.open_start or 0):
+        if seg.live and seg.span_at(t0) is None and t0 == seg.open_start:
+            # the segment being made: answer once it is complete
             await seg.wait_for(lambda: seg.span_at(t0) is not None, 3.0 * seg.target_s)
         span = seg.span_at(t0)
         if span is None or span.end_ms != t1:

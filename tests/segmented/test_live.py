@@ -214,3 +214,18 @@ def test_segment_in_progress_arrives_chunked(server: Server, live: SteadyPublish
     status, headers, whole, _ = fetch(server, f"/cmaf/{live.stream}/1/chunk_{open_start}.m4s")
     assert status == 200 and "immutable" in headers["cache-control"]
     assert body == whole
+
+
+def test_unknown_live_media_is_refused_at_once(server: Server, live: SteadyPublisher) -> None:
+    pl = playlist(server, f"/cmaf/{live.stream}/1/index.m3u8")
+    last = int(pl.segments[-1].uri[6:-4])
+    for path in (
+        f"/cmaf/{live.stream}/1/chunk_{last + 1}.m4s",
+        f"/cmaf/{live.stream}/1/chunk_{last + 10**12}.m4s",
+        f"/cmaf/{live.stream}/1/chunk_{last}.{10**9}.m4s",
+        f"/cmaf/{live.stream}/1/chunk_{last + 77}.0.m4s",
+        f"/hls/{live.stream}/1_2/{last}_{last + 1}.ts",
+        f"/hls/{live.stream}/1_2/{10**15}_{10**15 + 2000}.ts",
+    ):
+        status, _, _, took = fetch(server, path)
+        assert status == 404 and took < 1.0, path
