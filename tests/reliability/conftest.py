@@ -172,8 +172,9 @@ def start_server(tmp: Path, clip_seconds: int = 10) -> Server:
     http, rtmp = free_port(), free_port()
     cfg = base_config(0)
     cfg["config"]["protocols"] = [
-        {"connector": "HTTP", "port": http, "interface": "127.0.0.1"},
-        {"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"},
+        # short client timeouts, so the hostile-client tests see them act
+        {"connector": "HTTP", "port": http, "interface": "127.0.0.1", "header_timeout": 3},
+        {"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1", "timeout": 3},
     ]
     cfg["streams"] = {
         vod: {"name": vod, "source": str(clip)},
