@@ -96,6 +96,7 @@ class Monitor:
         self.access: deque[list[Any]] = deque(maxlen=1000)
         self.access_listeners: list[Callable[[list[Any]], None]] = []
         self.stream_status: dict[str, int] = {}
+        self.input_types: dict[str, str] = {}  # stream -> input type seen last
         self.stream_listeners: list[Callable[[list[Any]], None]] = []  # WebSocket frames
         self.active: set[str] = set()  # streams seen active since their last STREAM_END
         self.bps: dict[str, tuple[int, int]] = {}  # sessid -> (down, up) bytes/s
@@ -218,8 +219,11 @@ class Monitor:
 
     def _status_changed(self, name: str, old: int, status: int) -> None:
         child = self.ctl.supervisor.find_input(name)
-        program = child.spec.program if child is not None else ""
-        input_type = program.removeprefix("MistIn")
+        if child is not None:  # remembered: the input may be gone when the state drops
+            self.input_types[name] = child.spec.program.removeprefix("MistIn")
+        input_type = self.input_types.get(name, "")
+        if status == 0:
+            self.input_types.pop(name, None)
         if status == 4:
             self.triggers.fire_background("STREAM_READY", [name, input_type], name)
             if input_type == "Buffer":
