@@ -94,6 +94,7 @@ class StreamSegments:
         self.window = PacketWindow()
         self.prewarm: dict[Any, tuple[float, Prewarm]] = {}
         self._memo: dict[Any, tuple[int, Any]] = {}
+        self._signature: tuple[Any, ...] = ()
         self._parts: dict[int, list[PartSpan]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -174,8 +175,13 @@ class StreamSegments:
                         await asyncio.sleep(0)  # a big backlog must not stall the loop
                 if n:
                     self._index_live()
-                    self._changed()
-                    self._run_prewarm()
+                    # wake waiters only when a segment or part was completed, not per packet
+                    signature = (self.spans[-1] if self.spans else None, self.open_start,
+                                 len(self.parts_of(self.next_msn)))  # fmt: skip
+                    if signature != self._signature:
+                        self._signature = signature
+                        self._changed()
+                        self._run_prewarm()
                 gone = reader.closed or reader.meta.state in (StreamState.OFF, StreamState.SHUTDOWN)
                 if gone and reader.at_end():
                     break
