@@ -7,16 +7,18 @@ PCM (little-endian or 8-bit unsigned in FLV) is converted on load as the demuxer
 
 from __future__ import annotations
 
-from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat, feed_file
+from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat
 from inputs.cli import make_main, vod_capabilities
 from inputs.index import MediaIndex, TrackIndex
 from inputs.mp4 import swap_pcm
 from inputs.seq import demux_file
-from mistcodecs.flv import FlvTag, FlvTagDecoder, FlvTagReader
+from mistcodecs.errors import Truncated
+from mistcodecs.flv import TAG_TYPES, FlvHeader, FlvTag, FlvTagDecoder
 from shm.model import Packet, TrackMeta
 
 CAPS = vod_capabilities("FLV", "FLV file input", ["/*.flv"], 9)
 TAG_HEAD = 11
+CHUNK = 256 * 1024
 
 
 def pcm_to_be(data: memoryview, bits: int) -> bytes:
@@ -30,20 +32,41 @@ class FlvFormat(VodFormat):
     name = "FLV"
 
     def build_index(self, path: str, size: int, progress: Progress) -> MediaIndex:
-        reader = FlvTagReader()
         decoder = FlvTagDecoder()
         tracks: dict[int, TrackMeta] = {}
         frames: dict[int, TrackIndex] = {}
         changed: set[int] = set()
 
-        def feed(data: bytes, _pos: int) -> None:
-            for item in reader.feed(data):
-                if isinstance(item, FlvTag):
-                    self._tag(item, decoder, tracks, frames, changed)
+        def feed_all() -> None:
+            # Tag by tag (not FlvTagReader.feed, which drops a whole chunk's tags when
+            # it meets damage), so everything before the first bad byte is kept.
+            with open(path, "rb") as fh:
+                head = fh.read(13)
+                pos = FlvHeader.parse(head).size + 4
+                buf, base = b"", pos
+                fh.seek(pos)
+                while True:
+                    more = fh.read(CHUNK)
+                    buf = buf[pos - base :] + more
+                    base = pos
+                    at = 0
+                    while len(buf) - at >= 15:
+                        need = 15 + int.from_bytes(buf[at + 1 : at + 4], "big")
+                        if (buf[at] & 0x1F) in TAG_TYPES and len(buf) - at < need:
+                            break
+                        tag = FlvTag.parse(buf, at, base)
+                        self._tag(tag, decoder, tracks, frames, changed)
+                        at += tag.size
+                    pos = base + at
+                    progress(min(pos, size), size)
+                    if not more:
+                        if at < len(buf):
+                            raise Truncated(
+                                f"FLV tag at byte {pos} truncated ({len(buf) - at} bytes left)"
+                            )
+                        return
 
-        warnings = demux_file(
-            lambda: feed_file(path, size, progress, feed), reader.end, frames, "FLV"
-        )
+        warnings = demux_file(feed_all, lambda: None, frames, "FLV")
         if decoder.dropped:
             warnings.append(f"{decoder.dropped} frames before their codec config were dropped")
         warnings += [f"track {t}: codec config changed mid-file" for t in sorted(changed)]

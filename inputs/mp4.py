@@ -14,7 +14,9 @@ from array import array
 from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat
 from inputs.cli import make_main, vod_capabilities
 from inputs.index import MediaIndex, TrackIndex
-from mistcodecs.mp4 import Mp4Demuxer, file_reader
+from mistcodecs.errors import FormatError
+from mistcodecs.mp4 import Mp4Demuxer, file_reader, read_header
+from mistcodecs.mp4.boxes import ReadAt
 
 CAPS = vod_capabilities("MP4", "MP4/MOV file input", ["/*.mp4", "/*.mov"], 9)
 SWAP_PCM = 1  # aux flag: little-endian PCM, swap on load
@@ -38,12 +40,37 @@ def swap_pcm(data: memoryview, bits: int) -> bytes:
     return arr.tobytes()
 
 
+def valid_prefix(read_at: ReadAt, size: int) -> int:
+    """Where the run of well-formed top-level boxes (four printable type characters, sizes
+    inside the file) ends."""
+    pos = 0
+    while pos < size:
+        try:
+            header = read_header(read_at, pos, size)
+        except FormatError:
+            break
+        if not all(32 <= ord(c) < 127 for c in header.type):
+            break
+        pos = header.end
+    return pos
+
+
 class Mp4Format(VodFormat):
     name = "MP4"
 
     def build_index(self, path: str, size: int, progress: Progress) -> MediaIndex:
         with open(path, "rb") as fh:
-            demux = Mp4Demuxer(file_reader(fh), os.fstat(fh.fileno()).st_size)
+            read_at = file_reader(fh)
+            total = os.fstat(fh.fileno()).st_size
+            warnings: list[str] = []
+            try:
+                demux = Mp4Demuxer(read_at, total)
+            except FormatError:
+                end = valid_prefix(read_at, total)
+                if end in (0, total):
+                    raise
+                demux = Mp4Demuxer(read_at, end)  # junk after the last good box
+                warnings.append(f"{total - end} bytes after the last box at {end} ignored")
             progress(size // 2, size)
             tracks = demux.tracks()
             frames: dict[int, TrackIndex] = {}
@@ -62,7 +89,7 @@ class Mp4Format(VodFormat):
                     rsize=array("q", table.size),
                     aux=array("q", [flag]) * n,
                 )
-        return MediaIndex(self.name, tracks, frames, list(demux.warnings))
+        return MediaIndex(self.name, tracks, frames, warnings + list(demux.warnings))
 
     def open_loader(self, path: str, index: MediaIndex) -> FrameLoader:
         bits = {t.id: t.size for t in index.tracks}

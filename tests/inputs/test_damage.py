@@ -126,3 +126,15 @@ def test_truncated_moov_last_mp4_is_an_error(
     plain.write_bytes(data[: len(data) * 6 // 10])
     code, log, _ = outcome("mp4", stream, plain)
     assert code == EXIT_INVALID and "no moov box" in log
+
+
+@pytest.mark.parametrize("module", ALL)
+def test_trailing_junk_keeps_every_frame(
+    module: str, media: dict[str, Path], tmp_path: Path, stream: str
+) -> None:
+    src = media[KEYS[module]]
+    junk = tmp_path / f"junk{src.suffix}"
+    junk.write_bytes(src.read_bytes() + random.Random(module).randbytes(5000))
+    full = full_count(module, stream, src)
+    code, log, count = outcome(module, stream, junk)
+    assert (code, count) == (0, full), log
