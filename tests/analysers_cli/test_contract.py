@@ -199,3 +199,62 @@ def test_rtmp_live_stream_with_every_shared_flag(nginx: int, tmp_path: Path) -> 
     records = [json.loads(line) for line in res.stdout.strip().splitlines()[:-1]]
     assert any("timeline" in r for r in records)
     compare("flv", facts("flv", records), probe(out))
+
+
+# -- bad option values: a usage error (exit 2), never a traceback -------------------------
+
+BAD_OPTIONS = [
+    pytest.param(
+        "MistAnalyserTS",
+        ("-R", "{missing}/x.ts"),
+        id="ts-raw-unwritable",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="MistAnalyserTS -R into a missing directory: FileNotFoundError traceback from "
+            "TsAnalyser.__init__ (make_main calls the factory outside any error handling)",
+        ),
+    ),
+    pytest.param(
+        "MistAnalyserTS",
+        ("-P", "abc"),
+        id="ts-pid-not-a-number",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="MistAnalyserTS -P abc: ValueError traceback from int(value, 0) in _pid(); "
+            "the option has no click type",
+        ),
+    ),
+    pytest.param(
+        "MistAnalyserRTMP",
+        ("-R", "{missing}/x.flv"),
+        id="rtmp-reconstruct-unwritable",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="MistAnalyserRTMP -R into a missing directory: FileNotFoundError traceback "
+            "from RtmpAnalyser.__init__ (click.Path(writable=True) does not check the parent)",
+        ),
+    ),
+    pytest.param("MistAnalyserFLV", ("-F", "bogus"), id="flv-filter-unknown"),
+]
+
+
+@pytest.mark.parametrize(("prog", "args"), BAD_OPTIONS)
+def test_bad_option_values_give_a_usage_error(
+    prog: str, args: tuple[str, ...], tmp_path: Path
+) -> None:
+    source = str(VALID.get(prog, "rtmp://127.0.0.1:9/live/x"))
+    res = cli(prog, source, *(a.format(missing=tmp_path / "missing") for a in args))
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 2, res.stdout + res.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MistAnalyserHLS -R into a missing directory reports 'cannot read source' "
+    "(the OSError from opening the output file is taken for a source error)",
+)
+def test_hls_unwritable_reconstruct_names_the_output(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "x.ts"
+    res = cli("MistAnalyserHLS", str(VALID["MistAnalyserHLS"]), "-R", str(out))
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "cannot read source" not in res.stdout, res.stdout
