@@ -234,7 +234,7 @@ JSON = st.recursive(
 
 
 @given(JSON)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_any_trigger_config_parses_without_errors(raw: Any) -> None:
     parsed = parse_config({"USER_NEW": raw, "X": raw} if not isinstance(raw, dict) else raw)
     for handlers in parsed.values():
