@@ -229,3 +229,36 @@ def test_unknown_live_media_is_refused_at_once(server: Server, live: SteadyPubli
     ):
         status, _, _, took = fetch(server, path)
         assert status == 404 and took < 1.0, path
+
+
+def test_many_blocked_viewers_get_one_shared_answer(server: Server, live: SteadyPublisher) -> None:
+    """200 LL-HLS viewers block on the same next part: all are answered when it is made,
+    with the same playlist (one render), then all fetch the same part bytes."""
+    import asyncio
+
+    import aiohttp
+
+    path = f"/cmaf/{live.stream}/1/index.m3u8"
+    pl = playlist(server, path)
+    url = f"{server.base}{path}?_HLS_msn={pl.next_msn}&_HLS_part={len(pl.open_parts)}"
+
+    async def viewers() -> list[tuple[int, str, float, bytes]]:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> tuple[int, str, float, bytes]:
+                async with session.get(url) as r:
+                    text = await r.text()
+                    after = parse_media_playlist(text)
+                    part = (after.open_parts or after.segments[-1].parts)[-1].uri
+                async with session.get(f"{server.base}/cmaf/{live.stream}/1/{part}") as r:
+                    body = await r.read()
+                return r.status, text, time.monotonic(), body
+
+            return await asyncio.gather(*(one() for _ in range(200)))
+
+    results = asyncio.run(viewers())
+    assert all(status == 200 for status, _, _, _ in results)
+    assert len({text for _, text, _, _ in results}) <= 2  # the answer of the moment (rarely 2)
+    assert len({body for _, _, _, body in results}) <= 2
+    done = [t for _, _, t, _ in results]
+    assert max(done) - min(done) < 1.5
