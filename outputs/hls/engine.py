@@ -48,6 +48,7 @@ LL_SEGMENTS = 3  # complete segments whose parts a live playlist still lists
 IDLE_CLOSE_S = 30.0  # close a stream nobody asked about for this long
 PREWARM_S = 10.0  # keep muxing ahead for renditions asked for within this time
 READY_WAIT_S = 10.0
+READER_POOL = 4  # idle bus readers kept per stream for segments read on demand
 
 Prewarm = Callable[["StreamSegments"], None]
 
@@ -95,6 +96,7 @@ class StreamSegments:
         self.prewarm: dict[Any, tuple[float, Prewarm]] = {}
         self._memo: dict[Any, tuple[int, Any]] = {}
         self._signature: tuple[Any, ...] = ()
+        self._pool: list[Any] = []  # idle readers for segments read from the bus
         self._parts: dict[int, list[PartSpan]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -323,17 +325,30 @@ class StreamSegments:
             return {t: self.window.range(t, start, end) for t in tracks}
         import shm
 
+        reader = self._pool.pop() if self._pool else None
+        if reader is None:
+            try:
+                reader = open_reader(self.stream)
+            except shm.StreamNotFound as exc:
+                raise StreamGone(f"stream {self.stream!r} left the bus") from exc
         try:
-            reader = open_reader(self.stream)
-        except shm.StreamNotFound as exc:
-            raise StreamGone(f"stream {self.stream!r} left the bus") from exc
-        return await read_range(reader, tracks, start, end)
+            result = await read_range(reader, tracks, start, end)
+        except BaseException:
+            reader.close()
+            raise
+        if len(self._pool) < READER_POOL and not self.closed and not reader.closed:
+            self._pool.append(reader)  # VoD readers are reused: a bus slot each, not per segment
+        else:
+            reader.close()
+        return result
 
     def close(self) -> None:
         self.closed = True
         if self._task is not None:
             self._task.cancel()
         self._changed()
+        while self._pool:
+            self._pool.pop().close()
         with contextlib.suppress(Exception):
             self.reader.close()
 
@@ -341,25 +356,22 @@ class StreamSegments:
 async def read_range(
     reader: Any, tracks: list[int], start: int, end: int, timeout: float = 15.0
 ) -> dict[int, list[Packet]]:
-    """Read ``[start, end)`` of ``tracks`` from the bus with a reader of its own."""
+    """Read ``[start, end)`` of ``tracks`` from the bus with a reader not shared meanwhile."""
     out: dict[int, list[Packet]] = {t: [] for t in tracks}
     deadline = time.monotonic() + timeout
-    try:
-        reader.select(tracks)
-        reader.seek(start)
-        while True:
-            p = reader.read()
-            if p is None:
-                if reader.at_end() or time.monotonic() > deadline:
-                    break
-                await reader.wait(0.5)
-                continue
-            if p.dts >= end:
+    reader.select(tracks)
+    reader.seek(start)
+    while True:
+        p = reader.read()
+        if p is None:
+            if reader.at_end() or time.monotonic() > deadline:
                 break
-            if p.dts >= start:
-                out[p.track].append(Packet(p.track, p.dts, p.offset, p.keyframe, bytes(p.data)))
-    finally:
-        reader.close()
+            await reader.wait(0.5)
+            continue
+        if p.dts >= end:
+            break
+        if p.dts >= start:
+            out[p.track].append(Packet(p.track, p.dts, p.offset, p.keyframe, bytes(p.data)))
     return out
 
 
