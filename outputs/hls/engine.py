@@ -456,6 +456,16 @@ class SegmentService:
                 await asyncio.sleep(0.05)
         raise StreamGone(f"stream {stream!r} did not start")
 
+    async def close(self) -> None:
+        """Close every stream (readers, watchers) and stop the idle sweeper."""
+        for seg in list(self.streams.values()):
+            seg.close()
+        self.streams.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
