@@ -57,7 +57,7 @@ def test_restream_into_nginx(rtmp: Rtmp, publisher: object, nginx: int, tmp_path
         assert push.wait(10) == 0
 
 
-@pytest.mark.parametrize("seconds", [8, pytest.param(30, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seconds", [6, pytest.param(30, marks=pytest.mark.slow)])
 def test_record_every_format(rtmp: Rtmp, publisher: object, tmp_path: Path, seconds: int) -> None:
     stream, _ = publisher(seconds + 15)  # type: ignore[operator]
     procs = {ext: recorder(stream, tmp_path / f"rec.{ext}") for ext in PROGRAMS}

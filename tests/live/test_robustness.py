@@ -114,11 +114,11 @@ def test_fanout_slow_viewer_does_not_hold_back_others(
     from pathlib import Path
 
     stream, pub = publisher(60)  # type: ignore[operator]
-    seconds = 6.0
+    seconds = 5.0
     # the stream's byte rate, measured by one viewer first
     probe = PlayStats()
-    asyncio.run(Client("127.0.0.1", rtmp.port).play(stream, 2.0, probe))
-    rate = probe.bytes / 2.0
+    asyncio.run(Client("127.0.0.1", rtmp.port).play(stream, 1.5, probe))
+    rate = probe.bytes / 1.5
     n_rtmp = viewers // 2
     n_http = viewers - n_rtmp
     captures = [
