@@ -32,8 +32,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+MADE: set[str] = set()  # every stream name a test made up, for the leftover check
+
+
 def unique(prefix: str = "lv") -> str:
-    return f"{prefix}{secrets.token_hex(4)}"
+    name = f"{prefix}{secrets.token_hex(4)}"
+    MADE.add(name)
+    return name
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -123,6 +128,8 @@ def rtmp() -> Iterator[Rtmp]:
     finally:
         stop_rtmp(srv)
         srv.log.unlink(missing_ok=True)
+    # the buffers it spawned ended with it and left nothing in /dev/shm
+    wait_for(lambda: not [n for s in MADE for n in shm_names(s)], 10, "no shm leftovers")
 
 
 @pytest.fixture(scope="module")
