@@ -314,10 +314,16 @@ async def admit_viewer(
     ``reuse`` (request-based outputs: HLS/CMAF playlists, segments, parts): requests of
     the same stream, host and token share one connection until it is idle for
     :data:`SHARED_IDLE_S` or kicked; the caller must not close it. This keeps the
-    per-request cost a dict lookup."""
+    per-request cost a dict lookup. A request without a token joins the most recent
+    viewer of that stream and host (playlists do not repeat ``?tkn=`` in segment URLs)."""
     rep = reporter(connector)
     if reuse:
         found = rep.shared.get((stream, host, token))
+        if found is None and not token:
+            # Segment URLs in our playlists carry no token: a tokenless request joins the
+            # viewer on this stream and host that asked most recently.
+            candidates = [v for (s, h, _), v in rep.shared.items() if s == stream and h == host]
+            found = max(candidates, key=lambda v: v[0].last_used, default=None)
         if found is not None and not found[0].closed and not found[0].kicked.is_set():
             found[0].last_used = time.monotonic()
             return Admission(found[1], found[0])
