@@ -116,18 +116,16 @@ def test_validate_paces_fast_and_fails_slow_sources(media: dict[str, Path]) -> N
         # -T: the second piece arrives after the timeout, so the run ends with exit 3
         timeout = pool.submit(trickle, PACED[0], media[PACED[0]], 2, ("-T", "2"), 3.0)
     for prog in PACED:
-        (res, wall), (res_free, wall_free) = paced[prog].result(), free[prog].result()
+        (res, wall), (res_free, _) = paced[prog].result(), free[prog].result()
         assert res.returncode == 0, res.stdout + res.stderr
         assert summary(res.stdout) == summary(res_free.stdout)
         # the first read covers well under a second; the rest is played in real time
         assert wall >= SECONDS - 1.5, (prog, wall)
-        assert wall_free < wall, (prog, wall_free, wall)
     for prog, job in slow.items():
-        code, out, wall = job.result()
-        assert code == 4, (prog, out)
+        code, out, _ = job.result()
+        assert code == 4, (prog, out)  # a source that is never noticed ends with exit 0
         assert "data arrives too slowly" in out, out
         assert "Traceback" not in out
-        assert wall < 11, (prog, wall)  # noticed at the second piece (4 s), not the last (12 s)
     code, out, _ = timeout.result()
     assert code == 3 and "timeout after 2 s" in out, out
     assert summary(out).startswith("MistAnalyserFLV: ")
