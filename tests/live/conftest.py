@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -71,7 +72,9 @@ def stream_state(stream: str) -> StreamState | None:
 
 
 def shm_names(stream: str) -> list[str]:
-    return [n for n in os.listdir("/dev/shm") if n.startswith("Mst") and stream in n]
+    """The stream's pages under /dev/shm (its name exactly, not a prefix of another)."""
+    pat = re.compile(rf"^Mst(Lock|Meta|STATE|User|Trak|Data){re.escape(stream)}(@|$)")
+    return [n for n in os.listdir("/dev/shm") if pat.match(n)]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from tests.controller.conftest import module_factory as module_factory
 from tests.outputs_http.conftest import Server as HttpServer
 from tests.outputs_http.media import decode
 
-from .conftest import ffmpeg_publish, stop_proc, wait_for, wait_ready
+from .conftest import ffmpeg_publish, shm_names, stop_proc, stream_state, wait_for, wait_ready
 from .test_e2e import check_decoded, http_capture
 
 
@@ -86,6 +86,8 @@ def test_push_password_and_whitelist(mist: tuple[Mist, int, int], tmp_path: Path
         check_decoded(decode(out), 30)
     finally:
         stop_proc(good)
+    # resume is 1 s for this stream: then the buffer ends it and leaves nothing behind
+    wait_for(lambda: stream_state("sec") is None and not shm_names("sec"), 15, "stream end")
 
 
 def _push_api_wired() -> bool:

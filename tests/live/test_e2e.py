@@ -136,7 +136,7 @@ def test_http_live_formats_decode(
     check_decoded(decode(out), 30)
 
 
-def test_stream_ends_after_resume_window(rtmp: Rtmp, tmp_path: Path) -> None:
+def test_reconnecting_publisher_resumes(rtmp: Rtmp, tmp_path: Path) -> None:
     """The publisher leaves: the buffer waits (--resume, 10 s) and the stream stays; a
     reconnecting publisher continues it with timestamps that follow on."""
     import shm
