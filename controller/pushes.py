@@ -197,12 +197,15 @@ class PushManager:
         return push
 
     async def _read_logs(self, push: Push) -> None:
+        """Keep the last lines for ``push_list`` and pass them on to the controller's log."""
         assert push.proc.stderr is not None
+        program = push.argv[0].rsplit("/", 1)[-1]
         with contextlib.suppress(Exception):
             async for raw in push.proc.stderr:
                 line = raw.decode(errors="replace").rstrip()
                 if line:
                     push.logs.append(line.rsplit("|", 1)[-1])
+                    self.ctl.logbook.child_line(line, program, push.proc.pid, push.stream)
 
     def stop(self, ids: list[int]) -> list[int]:
         stopped = []
