@@ -196,8 +196,10 @@ MAX_SLOTS = 1024
 OFF_WAITS = USER_HDR_SIZE
 OFF_SLOTS = USER_HDR_SIZE + 4 * MAX_SLOTS
 SLOT_SIZE = 512
-# slot: status, pid, socket token, heartbeat (unix time), wanted entries
+# slot: status, pid, socket token, heartbeat (unix time), flags (SLOT_FLAG_*)
 SLOT = struct.Struct("<IIQdI4x")
+OFF_SLOT_FLAGS = 24
+SLOT_FLAG_SAW_ERROR = 1  # the reader has loaded metadata carrying the stream's error
 WANT = struct.Struct("<IIQ")  # track, pad, key number
 MAX_WANTS = (SLOT_SIZE - SLOT.size) // WANT.size
 USER_SIZE = OFF_SLOTS + SLOT_SIZE * MAX_SLOTS

@@ -35,6 +35,8 @@ class StreamMeta:
     dvr_ms: int = 50_000
     # track id -> name of its current track page (changes when the page grows)
     pages: dict[int, str] = field(default_factory=dict)
+    # why the stream cannot be played (set with state INVALID by ``StreamWriter.set_error``)
+    error: str = ""
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class StreamMeta:
             "dvr_ms": self.dvr_ms,
             "tracks": {tid: t.to_record() for tid, t in self.tracks.items()},
             "pages": self.pages,
+            "error": self.error,
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class StreamMeta:
                 fragment_ms=int(rec.get("fragment_ms", 1_900)),
                 dvr_ms=int(rec.get("dvr_ms", 50_000)),
                 pages={int(k): str(v) for k, v in rec.get("pages", {}).items()},
+                error=str(rec.get("error", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ShmFormatError(f"metadata record malformed: {exc!r}") from exc

@@ -122,6 +122,7 @@ class StreamReader:
         self._waiting_on: list[_RTrack] | None = None
         self._blocked_page: tuple[_RTrack, int] | None = None
         self.closed = False
+        self._saw_error = False
         self.skipped = 0
         self._reads_at_wake = 0  # self._reads when wait_sync last woke up
         self._quick_wake = False
@@ -180,6 +181,10 @@ class StreamReader:
             if tm is not None:
                 tm.firstms, tm.lastms, tm.bps, tm.maxbps = page.stats()
         m.state, m.progress = read_state(self._state_seg)
+        # flag that we saw the error: a failed input lingers until someone has
+        if m.error and not self._saw_error and self._slot >= 0:
+            self._saw_error = True
+            self._users.set_flag(self._slot, L.SLOT_FLAG_SAW_ERROR)
         return m
 
     # -- selection and seeking ----------------------------------------------------------

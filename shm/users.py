@@ -27,6 +27,7 @@ from .layout import (
     MAX_WANTS,
     NO_TRACK,
     OFF_EPOCH,
+    OFF_SLOT_FLAGS,
     OFF_WAITS,
     SLOT,
     SLOT_ACTIVE,
@@ -61,6 +62,7 @@ class SlotInfo:
     token: int
     heartbeat: float
     wants: dict[int, int]  # track -> wanted key number
+    flags: int = 0  # SLOT_FLAG_* bits
 
 
 class UserPage:
@@ -106,6 +108,10 @@ class UserPage:
         status, pid, token, _hb, n = SLOT.unpack_from(self.view, slot_offset(i))
         SLOT.pack_into(self.view, slot_offset(i), status, pid, token, time.time(), n)
 
+    def set_flag(self, i: int, flag: int) -> None:
+        off = slot_offset(i) + OFF_SLOT_FLAGS
+        U32.pack_into(self.view, off, _U32_UNPACK(self.view, off)[0] | flag)
+
     def bump_wait(self, i: int, seq: int, token: int) -> None:
         U32.pack_into(self.view, OFF_WAITS + 4 * i, seq & 0xFFFFFFFF)
         U32.pack_into(self.view, OFF_EPOCH, (token + seq) & 0xFFFFFFFF)
@@ -115,7 +121,7 @@ class UserPage:
         """Active slots (dead ones included; check ``pid_alive``)."""
         for i in range(self.high_water):
             off = slot_offset(i)
-            status, pid, token, hb, _n = SLOT.unpack_from(self.view, off)
+            status, pid, token, hb, flags = SLOT.unpack_from(self.view, off)
             if status != SLOT_ACTIVE:
                 continue
             wants: dict[int, int] = {}
@@ -123,7 +129,7 @@ class UserPage:
                 track, _pad, key = WANT.unpack_from(self.view, off + SLOT.size + w * WANT.size)
                 if track != NO_TRACK:
                     wants[track] = key
-            yield SlotInfo(i, pid, token, hb, wants)
+            yield SlotInfo(i, pid, token, hb, wants, flags)
 
     def reap_dead(self) -> int:
         """Free the slots of readers that no longer exist; returns how many."""

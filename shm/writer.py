@@ -14,6 +14,7 @@ the pages :meth:`wanted_pages` names (:meth:`load_page`), unloading idle ones.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -262,6 +263,31 @@ class StreamWriter:
         self.meta.progress = progress
         if self._tracks or state != StreamState.INIT:
             self._waker.wake_all()
+
+    def set_error(self, text: str) -> None:
+        """Leave a reason readers can show (``StreamMeta.error``) and set state INVALID."""
+        self.meta.error = text
+        self._metapage.publish(self.meta)
+        self.set_state(StreamState.INVALID)  # wakes every reader
+
+    def error_seen(self) -> bool:
+        """True once a live reader has loaded the metadata carrying the error."""
+        return any(s.flags & L.SLOT_FLAG_SAW_ERROR and pid_alive(s.pid) for s in self.users.slots())
+
+    def linger(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Keep the stream (and its error) on the bus until a reader has seen the error,
+        ``seconds`` pass or ``stop`` is set; True if a reader saw it. Polls every 20 ms:
+        this runs once, on the way out of a failed input."""
+        deadline = time.monotonic() + seconds
+        while not self.error_seen():
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                return False
+            if stop is not None:
+                stop.wait(min(0.02, left))
+            else:
+                time.sleep(min(0.02, left))
+        return True
 
     def _publish_meta(self) -> None:
         self._metapage.publish(self.meta)
