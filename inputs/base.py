@@ -45,6 +45,7 @@ MARK_END = OFF_EPOCH + 4  # user page: slot high-water mark (u32), then the wait
 SCAN_S = 0.25  # full scan of viewers' wants (MistServer's INPUT_USER_INTERVAL)
 MERGE_GAP = 64 * 1024  # frames closer than this are read with one pread
 MAX_READ = 16 * 1024 * 1024
+ERROR_GRACE_S = 5.0  # a failed input keeps its error on the bus this long at most
 
 KNOWN_CODECS = VIDEO_CODECS | AUDIO_CODECS | META_CODECS
 Progress = Callable[[int, int], None]  # (done, total) bytes; raises Interrupted to stop
@@ -189,7 +190,10 @@ class VodInput:
 
     def _fail(self, writer: StreamWriter, message: str) -> int:
         self.log.error("%s", message)
-        writer.set_state(StreamState.INVALID)
+        # publish the reason and keep the stream up until a viewer (or the controller)
+        # has read it, or ERROR_GRACE_S: exiting at once would take the reason along
+        writer.set_error(message)
+        writer.linger(ERROR_GRACE_S, self.rt.stopping)
         return EXIT_INVALID
 
     def _run(self, writer: StreamWriter) -> int:
