@@ -138,6 +138,9 @@ def status_json(
         err = STATE_ERRORS.get(state, "Stream is offline")
         if meta is not None and state == StreamState.READY and not meta.tracks:
             err = STATE_ERRORS[StreamState.WAIT]
+        reason = getattr(meta, "error", "")  # why the input gave up (shm StreamMeta.error)
+        if state == StreamState.INVALID and isinstance(reason, str) and reason:
+            err = reason
         out: dict[str, Any] = {"error": err, "on_error": err}
         if state in (StreamState.INIT, StreamState.BOOT):
             out["perc"] = progress
