@@ -208,6 +208,8 @@ class TsAnalyser(Analyser):
         if asm is not None:
             for sec in asm.feed(pkt.payload, pkt.pusi):
                 self._section(pid, sec, pos)
+            while asm.problems:
+                self.problem(f"PSI on PID {pid} at byte {pos}: {asm.problems.pop(0)}")
         elif is_stream and pkt.payload:
             if pkt.pusi:
                 self._pes_done(stats)

@@ -43,6 +43,10 @@ CODEC_STREAM_TYPES: dict[str, int] = {
 _U16 = struct.Struct(">H")
 
 
+MAX_PSI_SECTION = 1021  # ISO 13818-1 2.4.4: PAT, CAT, PMT and TSDT sections
+MAX_PRIVATE_SECTION = 4093
+
+
 def _crc_table() -> list[int]:
     table = []
     for i in range(256):
@@ -212,11 +216,14 @@ class Pmt:
 
 
 class SectionAssembler:
-    """Collects PSI sections of one PID from packet payloads."""
+    """Collects PSI sections of one PID from packet payloads. A section whose
+    section_length exceeds the standard's maximum (1021 bytes for PAT/CAT/PMT/TSDT,
+    4093 otherwise) is dropped and described in ``problems``."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._active = False
+        self.problems: list[str] = []
 
     def feed(self, payload: bytes | memoryview, pusi: bool) -> list[bytes]:
         """Complete sections (header through CRC) found so far."""
@@ -239,7 +246,17 @@ class SectionAssembler:
         out: list[bytes] = []
         buf = self._buf
         while len(buf) >= 3 and buf[0] != 0xFF:
-            size = 3 + (((buf[1] & 0x0F) << 8) | buf[2])
+            length = ((buf[1] & 0x0F) << 8) | buf[2]
+            limit = MAX_PSI_SECTION if buf[0] <= 0x03 else MAX_PRIVATE_SECTION
+            if length > limit:
+                self.problems.append(
+                    f"section (table 0x{buf[0]:02x}) claims section_length {length}, "
+                    f"over the maximum of {limit}: dropped"
+                )
+                buf.clear()
+                self._active = False
+                return out
+            size = 3 + length
             if len(buf) < size:
                 return out
             out.append(bytes(buf[:size]))

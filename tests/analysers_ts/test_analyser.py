@@ -204,3 +204,17 @@ def test_pes_timestamps_match_ffprobe_packets(ts_files: dict[str, Path]) -> None
     assert [(r["pts"], r["dts"] or r["pts"]) for r in pes] == [
         (p["pts"], p["dts"]) for p in packets
     ]
+
+
+def test_impossible_pat_section_length_is_reported(ts_files: dict[str, Path]) -> None:
+    """section_length 4095 in a PAT (max 1021): a problem, not a silently dropped section."""
+    data = bytearray(ts_files["h264_aac"].read_bytes())
+    code, text = analyse_bytes(bytes(data))
+    assert code == 0, text
+    # the first PAT packet (ffmpeg writes the SDT first): PID 0, PUSI, pointer field 0
+    pat = next(k for k in range(0, len(data), 188) if data[k + 1 : k + 3] == b"\x40\x00")
+    assert data[pat + 4] == 0 and data[pat + 5] == 0
+    data[pat + 6 : pat + 8] = b"\xbf\xff"  # section_syntax 1, section_length 0xFFF
+    code, text = analyse_bytes(bytes(data))
+    assert code == 1, text
+    assert "section_length 4095, over the maximum of 1021" in text, text

@@ -84,3 +84,12 @@ def test_splitter_resync_counts_losses() -> None:
     got += [raw for _, raw in tail]
     assert got == pkts[:3] + pkts[4:]
     assert (splitter.sync_losses, splitter.skipped, left) == (2, 52, 0)
+
+
+def test_section_assembler_drops_an_over_long_section() -> None:
+    asm = SectionAssembler()
+    good = bytes(Pat(transport_stream_id=1, version=0, programs={1: 0x1000}))
+    bad = b"\x00\xbf\xff" + good[3:]
+    assert asm.feed(b"\x00" + bad + b"\xff" * 20, True) == []
+    assert asm.problems and "section_length 4095" in asm.problems[0]
+    assert asm.feed(b"\x00" + good + b"\xff" * 20, True) == [good]
