@@ -15,14 +15,21 @@ flow control, so one download never starves the others.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import hashlib
 import logging
+import operator
 import re
+import sys
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from outputs.formats import FormatSpec
 from outputs.http.message import Request, Response, Sink, error_response
 from outputs.selectors import PlayOptions
+from shm.layout import REC_SIZE
 from shm.model import Packet, TrackMeta
 
 log = logging.getLogger(__name__)
@@ -150,16 +157,88 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 
 
 class _Index:
-    """Per-track sample table in the shape the progressive muxer wants."""
+    """Per-track sample table in the shape the progressive muxer wants (flat arrays)."""
 
-    def __init__(self, parts: list[Any]) -> None:
-        self.numbers: list[int] = [p.number for p in parts]
-        self.dts: Sequence[int] = [p.dts for p in parts]
-        self.offset: Sequence[int] = [p.offset for p in parts]
-        self.size: Sequence[int] = [p.size for p in parts]
-        self.keyframe: Sequence[int] | bytes | bytearray = bytes(
-            1 if p.keyframe else 0 for p in parts
+    def __init__(
+        self,
+        numbers: Sequence[int],
+        dts: Sequence[int],
+        offset: Sequence[int],
+        size: Sequence[int],
+        keyframe: Sequence[int] | bytes | bytearray,
+    ) -> None:
+        self.numbers: Sequence[int] = numbers
+        self.dts: Sequence[int] = dts
+        self.offset: Sequence[int] = offset
+        self.size: Sequence[int] = size
+        self.keyframe: Sequence[int] | bytes | bytearray = keyframe
+
+    @classmethod
+    def from_records(cls, first: int, raw: bytes) -> _Index:
+        """Columns of raw part records (``shm.layout.PART``, little endian) numbered from
+        ``first``, cut out with strided slices: no per-part Python objects."""
+        n = len(raw) // REC_SIZE
+        return cls(
+            range(first, first + n),
+            _column(raw, n, 0, 8, "q"),
+            _column(raw, n, 20, 4, "i"),
+            _column(raw, n, 16, 4, "I"),
+            raw[28::REC_SIZE].translate(_LOW_BIT),  # flags bit 0: keyframe
         )
+
+    def window(self, begin: int | None, stop: int | None) -> _Index:
+        """The parts with ``begin <= dts <= stop`` (dts ascend within a track)."""
+        lo = 0 if begin is None else bisect.bisect_left(self.dts, begin)
+        hi = len(self.dts) if stop is None else bisect.bisect_right(self.dts, stop)
+        if (lo, hi) == (0, len(self.dts)):
+            return self
+        return _Index(
+            self.numbers[lo:hi],
+            self.dts[lo:hi],
+            self.offset[lo:hi],
+            self.size[lo:hi],
+            self.keyframe[lo:hi],
+        )
+
+    def end_ms(self) -> int:
+        """End of presentation: the latest pts plus one sample, so B-frames reordered
+        past the last dts stay inside the edit list."""
+        dts = self.dts
+        step = dts[-1] - dts[-2] if len(dts) > 1 else 0
+        return max(map(operator.add, dts, self.offset)) + step
+
+
+_LOW_BIT = bytes(i & 1 for i in range(256))
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _column(raw: bytes, n: int, at: int, width: int, code: str) -> array:
+    """Field ``at``..``at+width`` of every ``REC_SIZE``-byte record as one array."""
+    buf = bytearray(n * width)
+    for k in range(width):
+        buf[k::width] = raw[at + k :: REC_SIZE]
+    out = array(code)
+    out.frombytes(buf)
+    if _BIG_ENDIAN:  # the bus is little endian
+        out.byteswap()
+    return out
+
+
+def part_records(page: Any) -> tuple[int, bytes]:
+    """(first part number, raw records of every part) of a track page, oldest first."""
+    view, base, cap = page.view, page.parts_off, page.parts_cap
+    for _ in range(8):
+        first, end = page.counters()[:2]
+        lo, n = first & (cap - 1), end - first
+        if lo + n <= cap:
+            raw = bytes(view[base + lo * REC_SIZE : base + (lo + n) * REC_SIZE])
+        else:  # the ring wraps
+            raw = bytes(view[base + lo * REC_SIZE : base + cap * REC_SIZE]) + bytes(
+                view[base : base + (lo + n - cap) * REC_SIZE]
+            )
+        if page.counters()[0] == first:  # nothing overwritten while copying
+            return first, raw
+    raise TimeoutError(f"track {page.track}: part records keep moving")
 
 
 def track_parts(reader: Any, track: int) -> list[Any]:
@@ -205,6 +284,89 @@ class _TrackCursor:
                 return bytes(p.data)
 
 
+class Layout:
+    """A built progressive MP4: header bytes, byte layout and the sample index behind it."""
+
+    def __init__(self, muxer: Any, index: dict[int, _Index]) -> None:
+        self.muxer = muxer
+        self.index = index
+        pieces = sum(len(i.dts) for i in index.values())
+        self.cost = len(muxer.header()) + 40 * pieces  # rough resident bytes
+
+
+class LayoutCache:
+    """Bounded LRU of :class:`Layout` per (stream, track metadata, index digest, window).
+
+    The key holds a digest of the selected tracks' raw part records and their full
+    metadata, so a re-indexed or restarted stream never gets a stale header.
+    """
+
+    def __init__(self, entries: int = 8, max_bytes: int = 96 << 20) -> None:
+        self.entries = entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], Layout] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: tuple[Any, ...]) -> Layout | None:
+        found = self._items.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[Any, ...], layout: Layout) -> None:
+        self._items[key] = layout
+        self._items.move_to_end(key)
+        while len(self._items) > 1 and (
+            len(self._items) > self.entries
+            or sum(v.cost for v in self._items.values()) > self.max_bytes
+        ):
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+LAYOUTS = LayoutCache()  # one per MistOutHTTP process
+
+
+def layout_key(
+    stream: str, tracks: list[TrackMeta], opts: PlayOptions, records: dict[int, tuple[int, bytes]]
+) -> tuple[Any, ...]:
+    digest = hashlib.blake2b(digest_size=16)
+    for t in tracks:
+        first, raw = records[t.id]
+        digest.update(first.to_bytes(8, "little", signed=True))
+        digest.update(len(raw).to_bytes(8, "little"))
+        digest.update(raw)
+    return (stream, tuple(repr(t) for t in tracks), digest.digest(), opts.start, opts.stop)
+
+
+def build_layout(
+    reader: Any, tracks: list[TrackMeta], opts: PlayOptions, records: dict[int, tuple[int, bytes]]
+) -> Layout | None:
+    """Index + muxer for the asked window; ``None`` when it holds no media."""
+    from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
+
+    begin = None
+    if opts.start is not None:
+        reader.select([t.id for t in tracks])
+        wanted = opts.start if opts.start >= 0 else max(t.lastms for t in tracks) + opts.start
+        begin = reader.seek(max(0, wanted))
+    index = {t.id: _Index.from_records(*records[t.id]).window(begin, opts.stop) for t in tracks}
+    used = [t for t in tracks if index[t.id].dts]
+    if not used:
+        return None
+    ends = {t.id: index[t.id].end_ms() for t in used}
+    return Layout(Mp4ProgressiveMuxer(used, index, end_ms=ends), index)
+
+
 async def progressive_mp4(
     req: Request,
     reader: Any,
@@ -213,36 +375,27 @@ async def progressive_mp4(
     headers: dict[str, str],
     open_reader: Callable[[str], Any],
     stream: str,
+    cache: LayoutCache | None = None,
 ) -> Response:
-    """Moov-first MP4 of a VoD stream with Range support; takes ownership of ``reader``."""
-    from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
+    """Moov-first MP4 of a VoD stream with Range support; takes ownership of ``reader``.
 
+    The layout comes from ``cache`` (default: the process-wide :data:`LAYOUTS`) when the
+    stream's index is unchanged, so only the first viewer pays for building the moov.
+    """
+    cache = LAYOUTS if cache is None else cache
     try:
-        begin = None
-        if opts.start is not None:
-            reader.select([t.id for t in tracks])
-            wanted = opts.start if opts.start >= 0 else max(t.lastms for t in tracks) + opts.start
-            begin = reader.seek(max(0, wanted))
-        index: dict[int, _Index] = {}
-        ends: dict[int, int] = {}
-        for t in tracks:
-            parts = [
-                p
-                for p in track_parts(reader, t.id)
-                if (begin is None or p.dts >= begin) and (opts.stop is None or p.dts <= opts.stop)
-            ]
-            index[t.id] = _Index(parts)
-            if parts:
-                # End of presentation: the latest pts plus one sample, so B-frames reordered
-                # past the last dts stay inside the edit list.
-                step = parts[-1].dts - parts[-2].dts if len(parts) > 1 else 0
-                ends[t.id] = max(p.dts + p.offset for p in parts) + step
+        records = {t.id: part_records(reader.track_page(t.id)) for t in tracks}
+        key = layout_key(stream, tracks, opts, records)
+        layout = cache.get(key)
+        if layout is None:
+            layout = build_layout(reader, tracks, opts, records)
+            if layout is not None:
+                cache.put(key, layout)
     finally:
         reader.close()
-    used = [t for t in tracks if index[t.id].dts]
-    if not used:
+    if layout is None:
         return error_response(404, "No media in the asked time range")
-    muxer = Mp4ProgressiveMuxer(used, index, end_ms=ends)
+    muxer, index = layout.muxer, layout.index
     size = muxer.size
     headers = dict(headers, **{"Accept-Ranges": "bytes"})
     start, stop, status = 0, size, 200
