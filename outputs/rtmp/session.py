@@ -353,6 +353,7 @@ class RtmpSession(asyncio.Protocol):
             log.warning("refusing play of %r from %s: %s", ev.raw_name, self.peer, why)
             conn.refuse_play(ev, "NetStream.Play.Failed", why)
             self._flush()
+            self.close()
             return
         self.playing = True  # no idle timeout while we wait for the stream
         reader = await self._open_reader(name)
@@ -365,6 +366,7 @@ class RtmpSession(asyncio.Protocol):
             log.warning("play of %s from %s: stream not available", name, self.peer)
             conn.refuse_play(ev, "NetStream.Play.StreamNotFound", f"Stream {name} not available.")
             self._flush()
+            self.close()
             return
         meta = reader.meta
         tracks = _flv_tracks(meta.tracks)
@@ -373,6 +375,7 @@ class RtmpSession(asyncio.Protocol):
             self.playing = False
             conn.refuse_play(ev, "NetStream.Play.Failed", "No track RTMP can carry.")
             self._flush()
+            self.close()
             return
         self.stream = name
         self.play_sid = ev.stream_id

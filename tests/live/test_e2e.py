@@ -228,3 +228,32 @@ def test_vp9_opus_enhanced_rtmp_to_webm(rtmp: Rtmp, http: HttpServer, tmp_path: 
         info = ffprobe(tmp_path / name)
         assert {s["codec_name"] for s in info["streams"]} == {"vp9", "opus"}
         check_decoded(decode(tmp_path / name), 40)
+
+
+def test_acceptable_setting(publisher: object) -> None:
+    """``--acceptable 1`` refuses publishing; ``--acceptable 2`` refuses playing."""
+    from .conftest import ffmpeg_publish, start_rtmp, stop_rtmp
+
+    stream, _ = publisher(30)  # type: ignore[operator]
+    play_only = start_rtmp("--acceptable", "1")
+    publish_only = start_rtmp("--acceptable", "2")
+    try:
+        pub = ffmpeg_publish(play_only.url(unique()), 3)
+        assert pub.wait(20) != 0
+        assert "publishing is disabled" in play_only.text()
+        ok = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-i", play_only.url(stream), "-t", "1",
+             "-c", "copy", "-f", "null", "-"], timeout=30,
+        )  # fmt: skip
+        assert ok.returncode == 0
+        refused = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-rw_timeout", "5000000", "-i",
+             publish_only.url(stream), "-t", "1", "-c", "copy", "-f", "null", "-"],
+            timeout=30, capture_output=True,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "playback is disabled" in publish_only.text()
+    finally:
+        for srv in (play_only, publish_only):
+            stop_rtmp(srv)
+            srv.log.unlink(missing_ok=True)
