@@ -135,8 +135,9 @@ class Connection:
 
     def kick(self) -> None:
         self.kicked.set()
-        if self.shared:
+        if self.shared:  # nobody holds it between requests: end it here
             self.reporter._forget_shared(self)
+            self.close()
 
     def close(self) -> None:
         if not self.closed:
