@@ -18,7 +18,8 @@ CONN_OPEN. Every second the reporter sends the counters of all its open connecti
 batches (``session_update``); the reply lists connections to disconnect (``stop_sessions``,
 ``invalidate_sessions`` that USER_NEW now denies, ...), and the controller also pushes such
 kicks to the reporter's socket at once. Connections the controller has not heard of for a
-while are dropped by it, so a crashed program leaves nothing behind.
+while are dropped by it, so a crashed program leaves nothing behind; connections a
+restarted controller does not know are opened again (USER_NEW may then refuse them).
 
 Without a controller (standalone programs) ``open`` allows everything after one short try.
 
@@ -128,6 +129,7 @@ class Connection:
         self.kicked = asyncio.Event()
         self.closed = False
         self.shared = False  # reused by several requests (request-based outputs)
+        self.request: dict[str, Any] = {}  # the session_open body, to open it again
         self.last_used = time.monotonic()
 
     def row(self) -> list[Any]:
@@ -232,6 +234,7 @@ class Reporter:
             return conn
         conn = Connection(self, cid, bool(reply.get("allow", True)), str(reply.get("sessid", "")))
         conn.stream = stream
+        conn.request = request
         if conn.allowed:
             self.conns[cid] = conn
         else:
@@ -253,9 +256,12 @@ class Reporter:
     def _received(self, obj: dict[str, Any]) -> None:
         opened = obj.get("session_open")
         if isinstance(opened, dict):
-            future = self.waiting.pop(str(opened.get("cid")), None)
+            cid = str(opened.get("cid"))
+            future = self.waiting.pop(cid, None)
             if future is not None and not future.done():
                 future.set_result(opened)
+            elif future is None and cid in self.conns and not opened.get("allow", True):
+                self.conns[cid].kick()  # re-opened after a controller restart: now refused
         for key in ("session_update", "session_kick"):
             body = obj.get(key)
             if isinstance(body, dict):
@@ -263,6 +269,10 @@ class Reporter:
                     conn = self.conns.get(cid) if isinstance(cid, str) else None
                     if conn is not None:
                         conn.kick()
+                for cid in body.get("unknown", []):  # the controller restarted
+                    conn = self.conns.get(cid) if isinstance(cid, str) else None
+                    if conn is not None and conn.request:
+                        self._send({"session_open": conn.request})
 
     def _refused(self) -> None:
         for future in self.waiting.values():

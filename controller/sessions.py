@@ -221,8 +221,11 @@ class SessionTable:
         return outcome.allow
 
     # ---- counters ---------------------------------------------------------------------------
-    def update(self, rows: Any, closing: bool = False) -> list[str]:
-        """Apply ``[cid, down, up, packets, lost, retrans, position]`` rows; returns kicks."""
+    def update(
+        self, rows: Any, closing: bool = False, unknown: list[str] | None = None
+    ) -> list[str]:
+        """Apply ``[cid, down, up, packets, lost, retrans, position]`` rows; returns kicks.
+        Connections we do not know (we restarted) are appended to ``unknown``."""
         kicks: list[str] = []
         mono = time.monotonic()
         if not isinstance(rows, list):
@@ -232,6 +235,8 @@ class SessionTable:
                 continue
             conn = self.conns.get(row[0])
             if conn is None:
+                if unknown is not None and not closing:
+                    unknown.append(row[0])
                 continue
             values = [v if isinstance(v, int) and v >= 0 else 0 for v in row[1:7]]
             values += [0] * (6 - len(values))

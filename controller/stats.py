@@ -295,9 +295,13 @@ class Monitor:
             return {"error": f"{key} needs an object", "LTS": 1}
         if key == "session_update":
             started = time.perf_counter()
-            kicks = self.sessions.update(body.get("conns"))
+            unknown: list[str] = []
+            kicks = self.sessions.update(body.get("conns"), unknown=unknown)
             self.update_ms.append((time.perf_counter() - started) * 1000)
-            return {"session_update": {"disconnect": kicks}}
+            reply: dict[str, Any] = {"disconnect": kicks}
+            if unknown:  # we restarted: the reporter opens them again
+                reply["unknown"] = unknown
+            return {"session_update": reply}
         if key == "session_close":
             self.sessions.update(body.get("conns"), closing=True)
             return None
