@@ -173,7 +173,7 @@ class Mp4Analyser(Analyser):
         pos = start
         while end - pos >= 8:
             try:
-                header = read_header(read_at, pos, end)
+                header = read_header(read_at, pos, end, nested=not top_level)
             except FormatError as exc:
                 self.problem(f"{path or '/'} @{pos}: {exc}")
                 return found

@@ -85,8 +85,10 @@ class BoxHeader:
         return self.size - self.header_size
 
 
-def read_header(read_at: ReadAt, offset: int, limit: int) -> BoxHeader:
-    """Parse the box header at ``offset``; the box must end at or before ``limit``."""
+def read_header(read_at: ReadAt, offset: int, limit: int, nested: bool = False) -> BoxHeader:
+    """Parse the box header at ``offset``; the box must end at or before ``limit``.
+    Size 0 ("to the end of the file") is only legal at top level: a ``nested`` box
+    with size 0 is an error rather than silently swallowing its siblings."""
     if limit - offset < 8:
         raise Truncated(f"box header at {offset} cut off ({limit - offset} bytes left)")
     head = read_at(offset, 16 if limit - offset >= 16 else 8)
@@ -101,6 +103,11 @@ def read_header(read_at: ReadAt, offset: int, limit: int) -> BoxHeader:
         size = _U64.unpack_from(head, 8)[0]
         header_size = 16
     elif size == 0:
+        if nested:
+            raise BoxError(
+                f"'{_printable(kind)}' box at {offset} has size 0 (to the end of the file), "
+                "which only a top-level box may have"
+            )
         size = limit - offset
     usertype = None
     if kind == "uuid":
@@ -123,23 +130,28 @@ def _printable(kind: str) -> str:
     return kind if kind.isprintable() else kind.encode("latin-1").hex()
 
 
-def iter_boxes(read_at: ReadAt, start: int, end: int) -> Iterator[BoxHeader]:
-    """Child headers between ``start`` and ``end``; up to 7 trailing bytes are padding."""
+def iter_boxes(read_at: ReadAt, start: int, end: int, nested: bool = False) -> Iterator[BoxHeader]:
+    """Child headers between ``start`` and ``end``; up to 7 trailing bytes are padding.
+    ``nested``: these are children of a box (size 0 is then an error)."""
     pos = start
     while end - pos >= 8:
-        header = read_header(read_at, pos, end)
+        header = read_header(read_at, pos, end, nested)
         yield header
         pos = header.end  # size >= 8 so this always advances
 
 
-def find_path(read_at: ReadAt, start: int, end: int, path: str) -> BoxHeader | None:
-    """First box along ``path`` such as ``moov/mvex/trex``."""
+def find_path(
+    read_at: ReadAt, start: int, end: int, path: str, nested: bool = False
+) -> BoxHeader | None:
+    """First box along ``path`` such as ``moov/mvex/trex`` (``nested``: start..end is
+    inside a box, not the top level)."""
     parts = path.split("/")
     found: BoxHeader | None = None
     for depth, name in enumerate(parts):
         if depth >= MAX_DEPTH:
             return None
-        found = next((h for h in iter_boxes(read_at, start, end) if h.type == name), None)
+        kids = iter_boxes(read_at, start, end, nested or depth > 0)
+        found = next((h for h in kids if h.type == name), None)
         if found is None:
             return None
         start, end = found.payload_offset, found.end
@@ -147,7 +159,7 @@ def find_path(read_at: ReadAt, start: int, end: int, path: str) -> BoxHeader | N
 
 
 def children(read_at: ReadAt, parent: BoxHeader) -> list[BoxHeader]:
-    return list(iter_boxes(read_at, parent.payload_offset, parent.end))
+    return list(iter_boxes(read_at, parent.payload_offset, parent.end, nested=True))
 
 
 def payload(read_at: ReadAt, header: BoxHeader, limit: int = 1 << 28) -> bytes:

@@ -206,7 +206,7 @@ class Mp4Demuxer:
                 if h.type == "trex":
                     trex = Trex.parse(payload(self.read_at, h))
                     trexes[trex.track_id] = trex
-        for h in iter_boxes(self.read_at, moov.payload_offset, moov.end):
+        for h in iter_boxes(self.read_at, moov.payload_offset, moov.end, nested=True):
             if h.type == "trak":
                 try:
                     trak = self._parse_trak(h)

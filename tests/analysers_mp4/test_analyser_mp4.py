@@ -193,3 +193,14 @@ def test_fuzz_analyser_mutations(files: dict[str, Path], data: st.DataObject) ->
     code, out = analyse(bytes(mutated), detail=3, as_json=False)
     assert code in (0, 1)
     assert out.strip().splitlines()[-1].startswith("MP4:")
+
+
+def test_nested_size_zero_is_reported(files: dict[str, Path]) -> None:
+    """Size 0 means 'to the end of the file' only at top level; nested, it is damage."""
+    data = bytearray(files["faststart.mp4"].read_bytes())
+    trak = data.find(b"trak") - 4
+    struct.pack_into(">I", data, trak, 0)
+    code, text = analyse(bytes(data), 1, as_json=False)
+    assert code == 1, text
+    assert f"/moov @{trak}: 'trak' box at {trak} has size 0" in text, text
+

@@ -193,3 +193,13 @@ def test_fuzz_sample_entries(kind: str, body: bytes) -> None:
         SampleEntry.parse(kind, body)
     except FormatError:
         pass
+
+
+def test_nested_size_zero_is_an_error() -> None:
+    inner = struct.pack(">I", 0) + b"trak" + b"\0" * 24
+    moov = box("moov", inner)
+    read = buffer_reader(moov)
+    with pytest.raises(FormatError, match="size 0"):
+        list(iter_boxes(read, 8, len(moov), nested=True))
+    top = list(iter_boxes(buffer_reader(inner), 0, len(inner)))  # top level: to the end
+    assert top[0].size == len(inner)
