@@ -362,6 +362,11 @@ class Mp4Analyser(Analyser):
         first, per_chunk, _ = tables.parse_stsc(bodies["stsc"])
         offsets = tables.parse_chunk_offsets(bodies[co_kind], co_kind)
         positions = tables.chunk_positions(first, per_chunk, offsets, sizes)
+        named = tables.stsc_sample_count(first, per_chunk, len(offsets))
+        if named > n:
+            self.problem(
+                f"{where}/stsc: names {named} samples in {len(offsets)} chunk(s) but stsz has {n}"
+            )
         if len(positions) != n:
             self.problem(f"{where}: stsc/{co_kind} place {len(positions)} samples but stsz has {n}")
         outside = 0

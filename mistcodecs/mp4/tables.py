@@ -147,6 +147,16 @@ def chunk_positions(
     return positions
 
 
+def stsc_sample_count(first_chunk: array, per_chunk: array, n_chunks: int) -> int:
+    """How many samples stsc assigns to ``n_chunks`` chunks (out-of-range runs clipped)."""
+    total = 0
+    for i, first in enumerate(first_chunk):
+        last = first_chunk[i + 1] if i + 1 < len(first_chunk) else n_chunks + 1
+        chunks = max(0, min(last - 1, n_chunks) - (first - 1))
+        total += chunks * per_chunk[i]
+    return total
+
+
 # ---- writing -----------------------------------------------------------------------
 
 

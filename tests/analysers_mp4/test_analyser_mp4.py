@@ -204,3 +204,12 @@ def test_nested_size_zero_is_reported(files: dict[str, Path]) -> None:
     assert code == 1, text
     assert f"/moov @{trak}: 'trak' box at {trak} has size 0" in text, text
 
+
+def test_stsc_naming_too_many_samples_is_reported(files: dict[str, Path]) -> None:
+    data = bytearray(files["faststart.mp4"].read_bytes())
+    assert analyse(bytes(data), 0)[0] == 0
+    stsc = data.find(b"stsc")
+    struct.pack_into(">I", data, stsc + 16, 0xFFFFFFFF)  # samples_per_chunk of entry 1
+    code, text = analyse(bytes(data), 1, as_json=False)
+    assert code == 1, text
+    assert "/stsc: names " in text and "but stsz has" in text, text

@@ -74,3 +74,10 @@ def test_stsc_out_of_order_rejected() -> None:
         tables.chunk_positions(
             array("I", [2, 1]), array("I", [1, 1]), array("Q", [0, 10]), array("I", [1, 1])
         )
+
+
+def test_stsc_sample_count() -> None:
+    first, per = array("I", [1, 3]), array("I", [5, 2])
+    assert tables.stsc_sample_count(first, per, 4) == 2 * 5 + 2 * 2
+    assert tables.stsc_sample_count(first, per, 1) == 5  # runs past the chunk count clip
+    assert tables.stsc_sample_count(array("I"), array("I"), 3) == 0
