@@ -1,7 +1,8 @@
 """MistServer triggers, run by the controller (reference 7.1).
 
 ``config.triggers = {NAME: [{handler, sync, streams, params, default}, ...]}``; the legacy
-entry form ``[handler, sync, [streams]]`` (and a bare handler string) is accepted too.
+entry form ``[handler, sync, [streams]]`` (and a bare handler string) is accepted too. ``params``:
+LIVE_BANDWIDTH's threshold in bytes/s (handlers fire only above it).
 
 A handler is an ``http(s)://`` URL (POST of the payload, ``X-Trigger`` and friends) or an
 executable (argv ``[handler, NAME]``, payload on stdin, ``MIST_*`` environment). A blocking
@@ -137,6 +138,17 @@ def stream_matches(filters: tuple[str, ...], stream: str, tags: list[str]) -> bo
     return not positive
 
 
+def _params_match(name: str, handler: Handler, payload: list[str]) -> bool:
+    """``params`` checks (MistServer's per-trigger callbacks): LIVE_BANDWIDTH fires a
+    handler only when the current bytes/s (payload line 2) exceed its threshold."""
+    if name != "LIVE_BANDWIDTH" or not handler.params.strip():
+        return True
+    try:
+        return len(payload) > 1 and int(payload[1]) > int(handler.params)
+    except ValueError:
+        return True
+
+
 def parse_config(triggers: Any) -> dict[str, list[Handler]]:
     out: dict[str, list[Handler]] = {}
     if not isinstance(triggers, dict):
@@ -232,7 +244,7 @@ class TriggerService:
     # ---- firing -----------------------------------------------------------------------------
     async def fire(self, name: str, payload: list[str], stream: str = "") -> Outcome:
         """Run every matching handler; blocking ones are awaited (concurrently)."""
-        handlers = self.handlers(name, stream)
+        handlers = [h for h in self.handlers(name, stream) if _params_match(name, h, payload)]
         if not handlers:
             return Outcome(False)
         body = "\n".join(payload)

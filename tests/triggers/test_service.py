@@ -239,3 +239,16 @@ def test_any_trigger_config_parses_without_errors(raw: Any) -> None:
     parsed = parse_config({"USER_NEW": raw, "X": raw} if not isinstance(raw, dict) else raw)
     for handlers in parsed.values():
         assert handlers and all(isinstance(h, Handler) and h.handler for h in handlers)
+
+
+async def test_live_bandwidth_threshold_params(tmp_path: Path) -> None:
+    script = ScriptHandler(tmp_path)
+    script.answer("LIVE_BANDWIDTH", "false")
+    service, _ = make_service(
+        {"LIVE_BANDWIDTH": [{"handler": str(script.path), "sync": True, "params": "100000"}]}
+    )
+    assert not (await service.fire("LIVE_BANDWIDTH", ["s", "5000"], "s")).configured
+    outcome = await service.fire("LIVE_BANDWIDTH", ["s", "250000"], "s")
+    assert outcome.configured and not outcome.allow
+    assert [c.payload for c in script.calls("LIVE_BANDWIDTH")] == [["s", "250000"]]
+    await service.close()
