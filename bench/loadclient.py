@@ -419,17 +419,23 @@ class LoadThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
+        """Cancel what still runs (clients close their sockets on cancel), then stop."""
+
         async def cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.05)  # let closed transports release their handles
 
         if self.loop.is_running():
             asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
-        self.loop.close()
+        try:
+            self.loop.close()
+        except OSError:
+            pass  # a handle still busy: the thread's loop is gone either way
 
     def __enter__(self) -> LoadThread:
         return self
