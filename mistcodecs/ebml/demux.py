@@ -257,6 +257,11 @@ class EbmlDemuxer:
             parent_end = None  # end of the innermost sized ancestor
             for _eid, end in self._stack:
                 parent_end = end if end is not None else parent_end
+            if hdr.size is None and hdr.id not in DESCEND:  # Matroska allows it nowhere else
+                raise FormatError(
+                    f"{hdr.name} at byte {hdr.offset} has an unknown size "
+                    "(only Segment and Cluster may have an unknown size)"
+                )
             if hdr.end is None and hdr.id in DESCEND:
                 pass  # unknown size: ends where its sized ancestor ends
             elif parent_end is not None and (hdr.end is None or hdr.end > parent_end):
@@ -274,8 +279,7 @@ class EbmlDemuxer:
                 elif hdr.id == s.CLUSTER:
                     self._cluster_ts = 0
                 continue
-            if hdr.size is None:
-                raise FormatError(f"{hdr.name} at byte {hdr.offset} has an unknown size")
+            assert hdr.size is not None  # unknown sizes are only allowed in DESCEND
             if hdr.id in READ_WHOLE:
                 if hdr.size > MAX_ELEMENT:
                     raise FormatError(f"{hdr.name} at byte {hdr.offset} claims {hdr.size} bytes")

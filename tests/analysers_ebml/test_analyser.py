@@ -217,3 +217,16 @@ def test_cli_on_garbage_and_missing_file(tmp_path: Path) -> None:
     assert "bad first byte" in res.stdout or "not EBML" in res.stdout
     res = cli(tmp_path / "nope.mkv")
     assert res.returncode != 0 and "Traceback" not in res.stderr
+
+
+def test_unknown_size_outside_segment_and_cluster() -> None:
+    """An unknown-size Tracks: named as such, not printed as '(None bytes) runs past'."""
+    m = EbmlMuxer([TrackMeta(1, "audio", "MP3", rate=44100, channels=1)], webm=False)
+    head = m.header()
+    tracks = head.index(s.TRACKS.to_bytes(4, "big"))
+    size_len = 8 - (head[tracks + 4].bit_length() - 1)  # length of the EBML size field
+    broken = head[: tracks + 4] + b"\x01" + b"\xff" * 7 + head[tracks + 4 + size_len :]
+    code, text = analyse(broken + m.packet(Packet(1, 0, 0, True, b"frame")))
+    assert code == EXIT_PROBLEMS, text
+    assert f"Tracks at byte {tracks} has an unknown size" in text, text
+    assert "only Segment and Cluster may have an unknown size" in text and "None" not in text
