@@ -10,14 +10,17 @@ byte range onto header bytes plus slices of sample payloads fetched on demand.
 from __future__ import annotations
 
 import bisect
+import operator
 import struct
+import sys
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, compress, islice
 from typing import Protocol
 
 from mistcodecs.mp4 import tables
-from mistcodecs.mp4.boxes import box
+from mistcodecs.mp4.boxes import box, full_box
 from mistcodecs.mp4.fragment import trak_box
 from mistcodecs.mp4.records import EditEntry, Elst, Ftyp, Mvhd
 from shm.model import TrackMeta
@@ -57,6 +60,7 @@ class Mp4ProgressiveMuxer:
         self.tracks = [t for t in tracks if len(index[t.id].dts)]
         self.index = index
         self.end_ms = dict(end_ms or {})
+        self._tables: dict[int, list[bytes]] = {}  # per track: tables not needing offsets
         chunks = self._interleave(chunk_ms)  # [(track, first sample, count)]
         payload_total = sum(sum(index[t.id].size) for t in self.tracks)
         wide = payload_total > 0xFFFFFFFF - (1 << 24)
@@ -64,22 +68,18 @@ class Mp4ProgressiveMuxer:
         moov_size = len(self._moov(chunks, [0] * len(chunks), wide))
         ftyp = bytes(Ftyp("isom", 0x200, ["isom", "iso2", "avc1", "mp41"]))
         data_start = len(ftyp) + moov_size + mdat_header
-        # sample positions, in file order
+        # sample positions, in file order: one C-level extend per chunk, not per sample
         starts = array("q")
         self._piece_track = array("I")
         self._piece_index = array("q")
-        self._piece_size = array("q")
         chunk_offsets = []
         pos = data_start
         for tid, first, count in chunks:
             chunk_offsets.append(pos)
-            sizes = index[tid].size
-            for i in range(first, first + count):
-                starts.append(pos)
-                self._piece_track.append(tid)
-                self._piece_index.append(i)
-                self._piece_size.append(sizes[i])
-                pos += sizes[i]
+            starts.extend(accumulate(index[tid].size[first : first + count], initial=pos))
+            pos = starts.pop()
+            self._piece_track.extend(array("I", [tid]) * count)
+            self._piece_index.extend(range(first, first + count))
         self.size = pos
         moov = self._moov(chunks, chunk_offsets, wide)
         if mdat_header == 16:
@@ -104,9 +104,7 @@ class Mp4ProgressiveMuxer:
             for t in self.tracks:
                 dts = self.index[t.id].dts
                 first = cursors[t.id]
-                last = first
-                while last < totals[t.id] and dts[last] < window:
-                    last += 1
+                last = bisect.bisect_left(dts, window, first, totals[t.id])  # dts ascend
                 if last > first:
                     chunks.append((t.id, first, last - first))
                     cursors[t.id] = last
@@ -123,8 +121,8 @@ class Mp4ProgressiveMuxer:
             idx = self.index[track.id]
             n = len(idx.dts)
             dts = idx.dts
-            deltas = [dts[i + 1] - dts[i] for i in range(n - 1)]
-            last_pts = max(d + o for d, o in zip(dts, idx.offset, strict=True))
+            deltas = array("q", map(operator.sub, islice(dts, 1, None), dts))
+            last_pts = max(map(operator.add, dts, idx.offset))
             end = self.end_ms.get(track.id)
             if deltas:
                 last = deltas[-1]  # the usual guess; the edit list says where it ends
@@ -132,16 +130,20 @@ class Mp4ProgressiveMuxer:
                 last = end - last_pts if end is not None and end > last_pts else 40
             deltas.append(last)
             duration = dts[-1] + last - dts[0]
-            mine = [(i, c) for i, c in enumerate(chunks) if c[0] == track.id]
+            mine = [i for i, c in enumerate(chunks) if c[0] == track.id]
+            if track.id not in self._tables:  # the same for the sizing pass and the real one
+                self._tables[track.id] = [
+                    _pairs_box("stts", deltas),
+                    _pairs_box("ctts", idx.offset) if any(idx.offset) else b"",
+                    tables.build_stss(list(compress(range(1, n + 1), idx.keyframe)))
+                    if track.type == "video" and not all(idx.keyframe)
+                    else b"",
+                    tables.build_stsc([chunks[i][2] for i in mine]),
+                    _stsz(idx.size),
+                ]
             parts = [
-                tables.build_stts(deltas),
-                tables.build_ctts(list(idx.offset)) if any(idx.offset) else b"",
-                tables.build_stss([i + 1 for i in range(n) if idx.keyframe[i]])
-                if track.type == "video" and not all(idx.keyframe)
-                else b"",
-                tables.build_stsc([c[2] for _, c in mine]),
-                tables.build_stsz(list(idx.size)),
-                tables.build_chunk_offsets([offsets[i] for i, _ in mine], wide),
+                *self._tables[track.id],
+                tables.build_chunk_offsets([offsets[i] for i in mine], wide),
             ]
             first_pts = min(dts[i] + idx.offset[i] for i in range(min(n, 16)))
             present = max(first_pts, 0)
@@ -175,12 +177,9 @@ class Mp4ProgressiveMuxer:
     def piece(self, number: int) -> Piece:
         if number < 0:
             return Piece(None, 0, 0, len(self._header))
-        return Piece(
-            self._piece_track[number],
-            self._piece_index[number],
-            self._starts[number],
-            self._piece_size[number],
-        )
+        start = self._starts[number]
+        end = self._starts[number + 1] if number + 1 < len(self._starts) else self.size
+        return Piece(self._piece_track[number], self._piece_index[number], start, end - start)
 
     def ranges(self, start: int, stop: int) -> Iterator[tuple[Piece, int, int]]:
         """(piece, from, to) slices that make up bytes ``start``..``stop`` (exclusive)."""
@@ -216,3 +215,35 @@ class Mp4ProgressiveMuxer:
     def samples_in_order(self) -> Iterator[tuple[int, int]]:
         """(track, sample index) in file order."""
         return zip(self._piece_track, self._piece_index, strict=True)
+
+
+# ---- whole-table builders (C-level passes over the columns) ----------------------------
+
+_SWAP = sys.byteorder == "little"
+
+
+def _be(values: array) -> bytes:
+    if _SWAP:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _pairs_box(kind: str, values: Sequence[int]) -> bytes:
+    """stts/ctts: run-length (count, value) pairs found with ``compress`` over a
+    not-equal map, so the Python-level work is per run, not per sample."""
+    n = len(values)
+    changes = compress(range(1, n), map(operator.ne, islice(values, 1, None), values))
+    bounds = [0, *changes, n]
+    runs = len(bounds) - 1
+    flat = array("i", bytes(8 * runs))
+    flat[0::2] = array("i", map(operator.sub, islice(bounds, 1, None), bounds))
+    flat[1::2] = array("i", [values[b] for b in bounds[:-1]])
+    version = 1 if kind == "ctts" and min(values) < 0 else 0
+    return full_box(kind, version, 0, struct.pack(">I", runs), _be(flat))
+
+
+def _stsz(sizes: Sequence[int]) -> bytes:
+    if len(sizes) and min(sizes) == max(sizes):
+        return full_box("stsz", 0, 0, struct.pack(">II", sizes[0], len(sizes)))
+    return full_box("stsz", 0, 0, struct.pack(">II", 0, len(sizes)), _be(array("I", sizes)))
