@@ -140,7 +140,9 @@ def per_viewer(
         ctx = mp.get_context("fork")
         q = ctx.Queue()
         load = ctx.Process(
-            target=_load, args=(kind, view_port, stream, count, 3 * SETTLE_S + 2, q), daemon=True
+            target=_load,
+            args=(kind, view_port, stream, count, 3 * SETTLE_S + 2 + count / 100, q),
+            daemon=True,
         )
         load.start()
         playing = q.get(timeout=60)
