@@ -107,7 +107,7 @@ class RequestParser:
         if "chunked" in req.headers.get("transfer-encoding", "").lower():
             raise HttpError(501, "chunked request bodies are not supported")
         length = req.headers.get("content-length", "0").strip() or "0"
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise HttpError(400, f"bad Content-Length {length[:20]!r}")
         self._body_left = int(length)
         if self._body_left > self.limits.max_body:

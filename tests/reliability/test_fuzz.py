@@ -102,18 +102,8 @@ def test_http_parser_mutated_only_http_errors(
         feed_all(bytes(data), cuts)
     except HttpError as exc:
         assert 400 <= exc.status < 600
-    except ValueError as exc:
-        if "int() with base 10" in str(exc):
-            pytest.xfail(
-                f"known: Content-Length with a non-ASCII digit escapes as ValueError ({exc})"
-            )
-        raise
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outputs/http/parser.py: str.isdigit() accepts '²' (latin-1 0xB2), int() then raises ValueError",
-)
 def test_http_parser_content_length_superscript_digit() -> None:
     with pytest.raises(HttpError):
         RequestParser().feed(b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n")
