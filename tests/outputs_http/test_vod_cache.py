@@ -1,0 +1,172 @@
+"""The progressive MP4 layout cache of MistOutHTTP (``outputs.http.vod.LayoutCache``).
+
+A cached layout must give exactly the bytes a fresh build gives (whole file and any
+range), and a stream whose index or metadata changed must never get a stale header.
+The handler runs in-process on real bus streams; the end-to-end check goes through a
+real MistOutHTTP and an independent decoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+from outputs.http import vod
+from outputs.http.message import Request
+from outputs.selectors import parse_query
+from shm import StreamReader
+
+from .conftest import Server, Source, publish_vod, unique
+from .media import decode, ffprobe
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+
+async def _get(
+    stream: str, cache: vod.LayoutCache, query: dict[str, str] | None = None, rng: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    """One ``/<stream>.mp4`` request through the real handler; (status, headers, body)."""
+    reader = StreamReader(stream)
+    opts = parse_query(query or {})
+    tracks = list(reader.meta.tracks.values())
+    req = Request("GET", f"/{stream}.mp4", "HTTP/1.1", {"range": rng} if rng else {})
+    resp = await vod.progressive_mp4(req, reader, tracks, opts, {}, StreamReader, stream, cache)
+    if resp.stream is None:
+        return resp.status, resp.headers, resp.body
+    sink = _Sink()
+    await resp.stream(sink)
+    return resp.status, resp.headers, bytes(sink.data)
+
+
+async def test_cached_layout_gives_identical_bytes(vod_stream: str) -> None:
+    cache = vod.LayoutCache()
+    status, _, fresh = await _get(vod_stream, vod.LayoutCache())
+    assert status == 200 and fresh[4:8] == b"ftyp"
+    status, _, first = await _get(vod_stream, cache)
+    assert (status, cache.misses, cache.hits) == (200, 1, 0)
+    status, _, again = await _get(vod_stream, cache)
+    assert (status, cache.misses, cache.hits) == (200, 1, 1)
+    assert first == fresh and again == fresh
+    rnd = random.Random(7)
+    for _ in range(12):
+        lo = rnd.randrange(len(fresh))
+        hi = rnd.randrange(lo, min(len(fresh), lo + 300_000))
+        status, headers, part = await _get(vod_stream, cache, rng=f"bytes={lo}-{hi}")
+        assert status == 206
+        assert part == fresh[lo : hi + 1], (lo, hi)
+        assert headers["Content-Range"] == f"bytes {lo}-{hi}/{len(fresh)}"
+    assert cache.misses == 1 and cache.hits == 13
+
+
+async def test_windows_are_separate_entries(vod_stream: str) -> None:
+    cache = vod.LayoutCache()
+    for query in ({}, {"start": "2500"}, {"start": "1000", "stop": "4000"}):
+        _, _, fresh = await _get(vod_stream, vod.LayoutCache(), query)
+        _, _, cached = await _get(vod_stream, cache, query)
+        _, _, again = await _get(vod_stream, cache, query)
+        assert cached == fresh == again, query
+    assert (cache.misses, cache.hits, len(cache)) == (3, 3, 3)
+
+
+async def test_changed_index_invalidates(source: Source, tmp_path: Path) -> None:
+    name = unique("vodc")
+    cache = vod.LayoutCache()
+    writer = publish_vod(name, source)
+    try:
+        _, _, whole = await _get(name, cache)
+    finally:
+        writer.close()
+    # The same stream name comes back with the last two seconds cut off.
+    cut = max(f.dts for f in source.frames) - 2000
+    shorter = dataclasses.replace(source, frames=[f for f in source.frames if f.dts < cut])
+    writer = publish_vod(name, shorter)
+    try:
+        _, _, got = await _get(name, cache)
+        _, _, fresh = await _get(name, vod.LayoutCache())
+    finally:
+        writer.close()
+    assert cache.misses == 2 and cache.hits == 0
+    assert got == fresh and len(got) < len(whole)
+    out = tmp_path / "short.mp4"
+    out.write_bytes(got)
+    assert decode(out).video_frames == len(shorter.of(shorter.video.id))
+
+
+async def test_changed_metadata_invalidates(source: Source) -> None:
+    name = unique("vodm")
+    cache = vod.LayoutCache()
+    writer = publish_vod(name, source)
+    try:
+        _, _, before = await _get(name, cache)
+    finally:
+        writer.close()
+    # Same samples, different metadata (the language lands in the mdhd box).
+    tracks = [dataclasses.replace(t, lang="swe") if t.type == "audio" else t for t in source.tracks]
+    writer = publish_vod(name, dataclasses.replace(source, tracks=tracks))
+    try:
+        _, _, after = await _get(name, cache)
+        _, _, fresh = await _get(name, vod.LayoutCache())
+    finally:
+        writer.close()
+    assert cache.misses == 2 and after == fresh
+    assert len(after) == len(before) and after != before
+
+
+def test_cache_is_bounded() -> None:
+    class _Muxer:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def header(self) -> bytes:
+            return bytes(self.n)
+
+    cache = vod.LayoutCache(entries=3, max_bytes=10_000)
+    for i in range(5):
+        cache.put(("s", i), vod.Layout(_Muxer(100), {}))
+    assert len(cache) == 3 and cache.get(("s", 0)) is None and cache.get(("s", 4)) is not None
+    cache.get(("s", 2))  # now the most recently used: survives the next insert
+    cache.put(("s", 5), vod.Layout(_Muxer(100), {}))
+    assert cache.get(("s", 3)) is None and cache.get(("s", 2)) is not None
+    cache.put(("big", 0), vod.Layout(_Muxer(9_950), {}))  # over the byte budget with others
+    assert len(cache) == 1 and cache.get(("big", 0)) is not None
+
+
+def test_server_serves_new_content_after_restart(
+    server: Server, source: Source, tmp_path: Path
+) -> None:
+    name = unique("vodr")
+    writer = publish_vod(name, source)
+    try:
+        status, _, whole = server.get(f"/{name}.mp4")
+        assert status == 200
+        status, _, again = server.get(f"/{name}.mp4")  # the cached layout
+        assert again == whole
+    finally:
+        writer.close()
+    cut = max(f.dts for f in source.frames) - 3000
+    shorter = dataclasses.replace(source, frames=[f for f in source.frames if f.dts < cut])
+    writer = publish_vod(name, shorter)
+    try:
+        status, _, body = server.get(f"/{name}.mp4")
+    finally:
+        writer.close()
+    assert status == 200 and len(body) < len(whole)
+    out = tmp_path / "restarted.mp4"
+    out.write_bytes(body)
+    video = len(shorter.of(shorter.video.id))
+    assert decode(out).video_frames == video
+    probe = ffprobe(out)
+    counts = {s["codec_type"]: int(s["nb_read_packets"]) for s in probe["streams"]}
+    assert counts["video"] == video
+    assert counts["audio"] == len(shorter.of(shorter.audio.id))
