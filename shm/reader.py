@@ -43,6 +43,7 @@ BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
 BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
 GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
 META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
+SEEK_SLACK_MS = 50  # VoD seek: another track's frame starting this much before a key is kept
 
 
 class _RTrack:
@@ -225,22 +226,56 @@ class StreamReader:
                 return rt
         return None
 
-    def _position(self, start: int, anchor: _RTrack | None, anchor_part: int) -> None:
+    def _position(
+        self, start: int, anchor: _RTrack | None, anchor_part: int, others: str = "at"
+    ) -> None:
+        """Anchor at ``anchor_part``; each other track at its first part with dts >=
+        ``start`` (``others="at"``), at its part playing at ``start`` ("covering") or at
+        its oldest part ("beginning")."""
         for rt in self._sel:
-            rt.pos = anchor_part if rt is anchor else rt.page.find_part(start)
+            if rt is anchor:
+                rt.pos = anchor_part
+            elif others == "beginning":
+                rt.pos = rt.page.counters()[0]
+            elif others == "covering":
+                rt.pos = self._covering_part(rt, start)
+            else:
+                rt.pos = rt.page.find_part(start)
             rt.next_dts = None
             rt.last_dts = start
             self._announce(rt, rt.pos)
         self._positioned = True
         self._waiting_on = None
 
+    @staticmethod
+    def _covering_part(rt: _RTrack, ms: int) -> int:
+        """The part playing at ``ms``: the first at ``ms``, else the one just before
+        (if it starts at most ``SEEK_SLACK_MS`` earlier), else the first after."""
+        page = rt.page
+        n = page.find_part(ms)
+        start, end = page.counters()[:2]
+        at = page.part(n).dts if n < end else None
+        if (at is None or at > ms) and n > start and page.part(n - 1).dts >= ms - SEEK_SLACK_MS:
+            return n - 1
+        return n
+
     def seek(self, ms: int) -> int:
-        """Start every selected track at the main video keyframe at or before ``ms``."""
+        """Start every selected track at the main video keyframe at or before ``ms``.
+
+        VoD: the other tracks start with their frame that plays at the key's time (it may
+        start up to ``SEEK_SLACK_MS`` earlier), and with their very first packet when
+        the key is the stream's first (AAC priming, Opus pre-skip at -7 ms).
+        """
         self.refresh()
         main = self._main()
-        if main is not None and main.page.counters()[3] > main.page.counters()[2]:
-            key = main.page.key(main.page.find_key(ms))
-            self._position(key.time, main, key.first_part)
+        c = main.page.counters() if main is not None else None
+        if main is not None and c is not None and c[3] > c[2]:
+            key_no = main.page.find_key(ms)
+            key = main.page.key(key_no)
+            others = "at"
+            if not self._meta.live:
+                others = "beginning" if key_no == c[2] else "covering"
+            self._position(key.time, main, key.first_part, others)
             return key.time
         self._position(ms, None, 0)
         return ms
