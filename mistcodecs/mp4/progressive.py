@@ -16,7 +16,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, compress, islice
+from itertools import accumulate, compress, islice, repeat
 from typing import Protocol
 
 from mistcodecs.mp4 import tables
@@ -93,26 +93,26 @@ class Mp4ProgressiveMuxer:
     # ---- layout --------------------------------------------------------------------
 
     def _interleave(self, chunk_ms: int) -> list[tuple[int, int, int]]:
-        cursors = {t.id: 0 for t in self.tracks}
-        totals = {t.id: len(self.index[t.id].dts) for t in self.tracks}
+        """Chunks on a ``chunk_ms`` grid from the earliest dts: every sample goes to the
+        slot ``(dts - start) // chunk_ms``; within a slot, tracks keep their order. Empty
+        slots (long gaps) simply produce nothing."""
         if not self.tracks:
             return []
-        window = min(self.index[t.id].dts[0] for t in self.tracks)
-        chunks = []
-        while any(cursors[t] < totals[t] for t in cursors):
-            window += chunk_ms
-            for t in self.tracks:
-                dts = self.index[t.id].dts
-                first = cursors[t.id]
-                last = bisect.bisect_left(dts, window, first, totals[t.id])  # dts ascend
-                if last > first:
-                    chunks.append((t.id, first, last - first))
-                    cursors[t.id] = last
-            # jump over long gaps instead of stepping through them
-            pending = [self.index[t].dts[cursors[t]] for t in cursors if cursors[t] < totals[t]]
-            if pending and min(pending) >= window + chunk_ms:
-                window = min(pending) - (min(pending) - window) % chunk_ms
-        return chunks
+        start = min(self.index[t.id].dts[0] for t in self.tracks)
+        keyed: list[tuple[int, int, int, int, int]] = []  # (slot, order, track, first, count)
+        for order, t in enumerate(self.tracks):
+            dts = self.index[t.id].dts
+            n = len(dts)
+            slots = array("q", map(operator.floordiv, map(operator.sub, dts, repeat(start, n)),
+                                   repeat(chunk_ms, n)))  # fmt: skip
+            changes = compress(range(1, n), map(operator.ne, islice(slots, 1, None), slots))
+            bounds = [0, *changes, n]
+            keyed.extend(
+                (slots[lo], order, t.id, lo, hi - lo)
+                for lo, hi in zip(bounds, islice(bounds, 1, None), strict=False)
+            )
+        keyed.sort()
+        return [(tid, first, count) for _, _, tid, first, count in keyed]
 
     def _moov(self, chunks: list[tuple[int, int, int]], offsets: list[int], wide: bool) -> bytes:
         traks = []
