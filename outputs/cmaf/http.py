@@ -273,14 +273,14 @@ async def chunk_response(
         if part is None:
             return respond.not_found(f"part {leaf}")
         body = await part_bytes(seg, track, part)
-        return respond.media_response(req, body, respond.M4S, part_key(seg, track, part))
+        return respond.media_response(req, seg, body, respond.M4S, part_key(seg, track, part))
     if seg.live and seg.span_at(start) is None and start == seg.open_start:
         return open_segment_response(seg, track, start)
     span = seg.span_at(start)
     if span is None:
         return respond.not_found(f"segment {leaf}")
     body = await segment_bytes(seg, track, span)
-    return respond.media_response(req, body, respond.M4S, segment_key(seg, track, span))
+    return respond.media_response(req, seg, body, respond.M4S, segment_key(seg, track, span))
 
 
 def open_segment_response(seg: StreamSegments, track: TrackMeta, start: int) -> Response:
@@ -353,7 +353,7 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         body = await respond.cached(key, init)
         if seg.live:  # same URL for a new publisher's codec data: revalidate, do not pin
             return respond.body_response(req, body, respond.M4S, "public, max-age=2", key)
-        return respond.media_response(req, body, respond.M4S, key)
+        return respond.media_response(req, seg, body, respond.M4S, key)
     if leaf.startswith("chunk_") and leaf.endswith(".m4s"):
         return await chunk_response(req, seg, track, leaf)
     return respond.not_found(f"/cmaf/{stream}/{rest}")

@@ -206,7 +206,7 @@ async def subtitle_response(
     if span is None or str(span.end_ms) != until:
         return respond.not_found(f"subtitle segment {leaf}")
     body = await webvtt_bytes(seg, track, span, mpegts)
-    return respond.media_response(req, body, respond.VTT, vtt_key(seg, track, span, mpegts))
+    return respond.media_response(req, seg, body, respond.VTT, vtt_key(seg, track, span, mpegts))
 
 
 def _prewarm(combo: list[TrackMeta]) -> Any:
@@ -261,7 +261,7 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         if span is None or span.end_ms != t1:
             return respond.not_found(f"segment {leaf}")
         body = await segment_bytes(seg, combo, span)
-        return respond.media_response(req, body, respond.TS, ts_key(seg, combo, span))
+        return respond.media_response(req, seg, body, respond.TS, ts_key(seg, combo, span))
     return respond.not_found(f"/hls/{stream}/{rest}")
 
 

@@ -1,7 +1,7 @@
 """HTTP answers shared by the HLS and CMAF handlers: cache headers, ETags, single flight.
 
 Segments and parts are named by their media times and never change once made, so a CDN
-may keep them (``immutable``); live playlists change every part or segment and get a
+may keep them (``immutable``; for a year in VoD, twice the DVR window live); live playlists change every part or segment and get a
 max-age of one second (blocking reloads, whose URL names the state they wait for, may
 be kept longer, as rfc8216bis 6.2.5.2 suggests). Every body carries a strong ETag and
 ``If-None-Match`` is answered with 304. CORS headers are added by MistOutHTTP.
@@ -65,8 +65,16 @@ def playlist_response(
     return body_response(req, text.encode(), content_type, cache)
 
 
-def media_response(req: Request, body: bytes, content_type: str, key: Any = None) -> Response:
-    """A segment, part or init section (``key``: its cache key, to reuse its ETag)."""
+def media_response(
+    req: Request, seg: StreamSegments, body: bytes, content_type: str, key: Any = None
+) -> Response:
+    """A segment, part or init section (``key``: its cache key, to reuse its ETag).
+
+    Live names are media times, which a stream started afresh (not resumed) reuses:
+    there the lifetime is bounded by the DVR window instead of a year."""
+    if seg.live:
+        keep = max(60, 2 * seg.dvr_ms // 1000)
+        return body_response(req, body, content_type, f"public, max-age={keep}, immutable", key)
     return body_response(req, body, content_type, IMMUTABLE, key)
 
 
