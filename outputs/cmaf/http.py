@@ -44,7 +44,7 @@ from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.mp4.records import Ftyp
 from outputs.formats import SourceEntry, register_prefix, register_source
 from outputs.hls import respond
-from outputs.hls.engine import SERVICE, StreamGone, StreamSegments, init_tag
+from outputs.hls.engine import SERVICE, MediaTimeout, StreamGone, StreamSegments, init_tag
 from outputs.hls.http import (
     discontinuity_info,
     subtitle_renditions,
@@ -318,6 +318,8 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
         return await _handle(req, stream, rest)
     except StreamGone as exc:
         return error_response(404, str(exc))
+    except MediaTimeout as exc:
+        return error_response(503, str(exc))
 
 
 async def _handle(req: Request, stream: str, rest: str) -> Response:

@@ -62,6 +62,10 @@ class StreamGone(Exception):
     """The stream is not on the bus (offline, ended or without playable tracks)."""
 
 
+class MediaTimeout(Exception):
+    """The bus did not deliver a segment's data in time (an input too slow to load it)."""
+
+
 class StreamSegments:
     """Segments, parts and packets of one stream (see module docstring)."""
 
@@ -364,8 +368,10 @@ async def read_range(
     while True:
         p = reader.read()
         if p is None:
-            if reader.at_end() or time.monotonic() > deadline:
+            if reader.at_end():
                 break
+            if time.monotonic() > deadline:  # never cache a partial segment
+                raise MediaTimeout(f"no data for {start}..{end} ms within {timeout:.0f} s")
             await reader.wait(0.5)
             continue
         if p.dts >= end:

@@ -37,7 +37,7 @@ from outputs.formats import (
     register_source,
 )
 from outputs.hls import player, respond, webvtt
-from outputs.hls.engine import SERVICE, StreamGone, StreamSegments, init_tag
+from outputs.hls.engine import SERVICE, MediaTimeout, StreamGone, StreamSegments, init_tag
 from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
 from shm.model import Packet, TrackMeta
@@ -223,6 +223,8 @@ async def handle(req: Request, stream: str, rest: str) -> Response:
         return await _handle(req, stream, rest)
     except StreamGone as exc:
         return error_response(404, str(exc))
+    except MediaTimeout as exc:
+        return error_response(503, str(exc))
 
 
 async def _handle(req: Request, stream: str, rest: str) -> Response:
