@@ -61,25 +61,29 @@ class Mp4ProgressiveMuxer:
         self.index = index
         self.end_ms = dict(end_ms or {})
         self._tables: dict[int, list[bytes]] = {}  # per track: tables not needing offsets
+        self._deltas: dict[int, tuple[array, int]] = {}  # per track: dts steps, last pts
         chunks = self._interleave(chunk_ms)  # [(track, first sample, count)]
+        self._chunks_of: dict[int, list[int]] = {t.id: [] for t in self.tracks}
+        for i, c in enumerate(chunks):
+            self._chunks_of[c[0]].append(i)
         payload_total = sum(sum(index[t.id].size) for t in self.tracks)
         wide = payload_total > 0xFFFFFFFF - (1 << 24)
         mdat_header = 16 if payload_total + 8 > 0xFFFFFFFF else 8
         moov_size = len(self._moov(chunks, [0] * len(chunks), wide))
         ftyp = bytes(Ftyp("isom", 0x200, ["isom", "iso2", "avc1", "mp41"]))
         data_start = len(ftyp) + moov_size + mdat_header
-        # sample positions, in file order: one C-level extend per chunk, not per sample
-        starts = array("q")
-        self._piece_track = array("I")
-        self._piece_index = array("q")
-        chunk_offsets = []
-        pos = data_start
-        for tid, first, count in chunks:
-            chunk_offsets.append(pos)
-            starts.extend(accumulate(index[tid].size[first : first + count], initial=pos))
-            pos = starts.pop()
-            self._piece_track.extend(array("I", [tid]) * count)
-            self._piece_index.extend(range(first, first + count))
+        # Sample positions in file order: the sizes of every chunk joined as raw bytes,
+        # then one running sum; pieces are described per chunk, not per sample.
+        sizes = {t.id: memoryview(_int64s(index[t.id].size)) for t in self.tracks}
+        in_order = array("q")
+        in_order.frombytes(b"".join(sizes[tid][a : a + n] for tid, a, n in chunks))
+        starts = array("q", accumulate(in_order, initial=data_start))
+        pos = starts.pop()
+        self._chunk_piece = array("q", accumulate((c[2] for c in chunks), initial=0))
+        self._chunk_piece.pop()  # first piece number of every chunk
+        self._chunk_track = array("I", (c[0] for c in chunks))
+        self._chunk_first = array("q", (c[1] for c in chunks))  # its first sample index
+        chunk_offsets = [starts[i] for i in self._chunk_piece]
         self.size = pos
         moov = self._moov(chunks, chunk_offsets, wide)
         if mdat_header == 16:
@@ -121,8 +125,11 @@ class Mp4ProgressiveMuxer:
             idx = self.index[track.id]
             n = len(idx.dts)
             dts = idx.dts
-            deltas = array("q", map(operator.sub, islice(dts, 1, None), dts))
-            last_pts = max(map(operator.add, dts, idx.offset))
+            if track.id not in self._deltas:
+                steps = array("q", map(operator.sub, islice(dts, 1, None), dts))
+                self._deltas[track.id] = steps, max(map(operator.add, dts, idx.offset))
+            steps, last_pts = self._deltas[track.id]
+            deltas = array("q", steps)  # a copy: the last duration is appended below
             end = self.end_ms.get(track.id)
             if deltas:
                 last = deltas[-1]  # the usual guess; the edit list says where it ends
@@ -130,7 +137,7 @@ class Mp4ProgressiveMuxer:
                 last = end - last_pts if end is not None and end > last_pts else 40
             deltas.append(last)
             duration = dts[-1] + last - dts[0]
-            mine = [i for i, c in enumerate(chunks) if c[0] == track.id]
+            mine = self._chunks_of[track.id]
             if track.id not in self._tables:  # the same for the sizing pass and the real one
                 self._tables[track.id] = [
                     _pairs_box("stts", deltas),
@@ -179,7 +186,9 @@ class Mp4ProgressiveMuxer:
             return Piece(None, 0, 0, len(self._header))
         start = self._starts[number]
         end = self._starts[number + 1] if number + 1 < len(self._starts) else self.size
-        return Piece(self._piece_track[number], self._piece_index[number], start, end - start)
+        chunk = bisect.bisect_right(self._chunk_piece, number) - 1
+        sample = self._chunk_first[chunk] + number - self._chunk_piece[chunk]
+        return Piece(self._chunk_track[chunk], sample, start, end - start)
 
     def ranges(self, start: int, stop: int) -> Iterator[tuple[Piece, int, int]]:
         """(piece, from, to) slices that make up bytes ``start``..``stop`` (exclusive)."""
@@ -214,12 +223,23 @@ class Mp4ProgressiveMuxer:
 
     def samples_in_order(self) -> Iterator[tuple[int, int]]:
         """(track, sample index) in file order."""
-        return zip(self._piece_track, self._piece_index, strict=True)
+        ends = [*islice(self._chunk_piece, 1, None), len(self._starts)]
+        for tid, first, a, b in zip(
+            self._chunk_track, self._chunk_first, self._chunk_piece, ends, strict=True
+        ):
+            for i in range(first, first + b - a):
+                yield tid, i
 
 
 # ---- whole-table builders (C-level passes over the columns) ----------------------------
 
 _SWAP = sys.byteorder == "little"
+
+
+def _int64s(values: Sequence[int]) -> array:
+    if isinstance(values, array) and values.typecode == "q":
+        return values
+    return array("q", values)
 
 
 def _be(values: array) -> bytes:
