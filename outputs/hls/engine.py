@@ -82,7 +82,8 @@ class StreamSegments:
         self.target_ms: int = meta.fragment_ms
         self.dvr_ms: int = meta.dvr_ms
         self.part_ms = part_ms
-        self.generation = f"{meta.pages.get(main, '')}"
+        # cache keys of this incarnation: a restarted stream may reuse names and page names
+        self.generation = f"{meta.pages.get(main, '')}@{time.time_ns()}"
         self._meta_version = meta.version
         self.spans: list[SegmentSpan] = []
         self.open_start: int | None = None
