@@ -13,7 +13,10 @@ A format module subclasses :class:`Analyser`: it gets chunks of bytes through
 from __future__ import annotations
 
 import json
+import os
+import queue
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,6 +32,9 @@ EXIT_ERROR = 2  # could not read the source at all
 EXIT_TIMEOUT = 3
 EXIT_TOO_SLOW = 4
 CHUNK = 64 * 1024
+TICK = 0.25  # the main loop checks -T and -V at least this often
+READ_AHEAD = 4  # chunks queued ahead of the analyser
+MAX_LAG_S = 2.0  # -V: media may fall this far behind the wall clock
 
 
 class Analyser:
@@ -36,7 +42,9 @@ class Analyser:
 
     name = "generic"
 
-    def __init__(self, detail: int, as_json: bool, out: IO[str] | None = None, **options: Any) -> None:
+    def __init__(
+        self, detail: int, as_json: bool, out: IO[str] | None = None, **options: Any
+    ) -> None:
         self.detail = detail
         self.as_json = as_json
         self.out = out or sys.stdout
@@ -51,12 +59,22 @@ class Analyser:
     def finish(self) -> None:
         """Called once at end of input; report truncation etc."""
 
+    def backlog(self) -> Iterator[None]:
+        """Work left over from ``feed``/``finish``, one step per yield; each step may
+        advance ``media_ms``, and with -V the driver paces between steps (an analyser
+        that can only look at its input once it is complete, like MP4, uses this to
+        play its samples out in media time)."""
+        return iter(())
+
     def emit(self, text: str, record: dict[str, Any] | None = None, level: int = 1) -> None:
         """Print one finding if ``detail`` is at least ``level``."""
         if self.detail < level:
             return
         if self.as_json:
-            self.out.write(json.dumps(record if record is not None else {"text": text}, default=_jsonable) + "\n")
+            self.out.write(
+                json.dumps(record if record is not None else {"text": text}, default=_jsonable)
+                + "\n"
+            )
         else:
             self.out.write(text + "\n")
 
@@ -82,8 +100,10 @@ def _jsonable(value: Any) -> Any:
 def open_source(source: str, timeout: float) -> Iterator[bytes]:
     """Yield chunks from a file, stdin (``-``) or an HTTP(S) URL."""
     if source == "-":
-        stream: IO[bytes] = sys.stdin.buffer
-        while chunk := stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK):
+        # os.read on the descriptor, not sys.stdin.buffer: a reader thread left blocked
+        # in it at exit holds no lock the interpreter's shutdown would need
+        fd = sys.stdin.fileno()
+        while chunk := os.read(fd, CHUNK):
             yield chunk
         return
     if source.startswith(("http://", "https://")):
@@ -96,29 +116,95 @@ def open_source(source: str, timeout: float) -> Iterator[bytes]:
             yield chunk
 
 
+class _Reader:
+    """Pulls chunks from the source in a daemon thread so that the main loop wakes up
+    every ``TICK`` seconds even while the source is stalled in a blocking read."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD)
+        self._chunks = chunks
+        threading.Thread(target=self._pump, name="analyser-source", daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for chunk in self._chunks:
+                self._queue.put(("data", chunk))
+        except BaseException as exc:  # handed to the main thread as is
+            self._queue.put(("error", exc))
+        else:
+            self._queue.put(("end", None))
+
+    def get(self, wait: float) -> tuple[str, Any]:
+        """("data", chunk), ("end", None), ("error", exc) or ("idle", None) after ``wait``."""
+        try:
+            return self._queue.get(timeout=wait)
+        except queue.Empty:
+            return ("idle", None)
+
+
+class _Clock:
+    """-T and -V bookkeeping: which exit code (if any) the run must end with now."""
+
+    def __init__(self, analyser: Analyser, validate: bool, timeout: float) -> None:
+        self.analyser = analyser
+        self.validate = validate
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.first_media: int | None = None
+
+    def verdict(self) -> int | None:
+        wall_s = time.monotonic() - self.started
+        if self.timeout and wall_s > self.timeout:
+            self.analyser.problem(f"timeout after {self.timeout:g} s")
+            return EXIT_TIMEOUT
+        lag = self.media_lag()
+        if lag is not None and lag > MAX_LAG_S:
+            media_s = wall_s - lag
+            self.analyser.problem(
+                f"data arrives too slowly: {media_s:.1f} s of media in {wall_s:.1f} s"
+            )
+            return EXIT_TOO_SLOW
+        return None
+
+    def media_lag(self) -> float | None:
+        """Seconds the media is behind the wall clock (negative: ahead), with -V."""
+        media_ms = self.analyser.media_ms
+        if not self.validate or media_ms is None:
+            return None
+        if self.first_media is None:
+            self.first_media = media_ms
+        return (time.monotonic() - self.started) - (media_ms - self.first_media) / 1000
+
+    def pace(self) -> int | None:
+        """With -V, wait until the wall clock catches up with the media seen so far,
+        checking the timeout every tick. Returns an exit code if the run must end."""
+        while True:
+            if (code := self.verdict()) is not None:
+                return code
+            lag = self.media_lag()
+            if lag is None or lag >= 0:
+                return None
+            time.sleep(min(-lag, TICK))
+
+
 def run(analyser: Analyser, chunks: Iterator[bytes], validate: bool, timeout: float) -> int:
-    """Drive an analyser over chunks; returns the exit code."""
-    started = time.monotonic()
-    first_media: int | None = None
+    """Drive an analyser over chunks; returns the exit code. The source is read in a
+    thread, so -T and -V's exit 4 fire on a stalled source too."""
+    clock = _Clock(analyser, validate, timeout)
+    reader = _Reader(chunks)
+    code: int | None = None
     try:
-        for chunk in chunks:
-            analyser.feed(chunk)
-            if timeout and time.monotonic() - started > timeout:
-                analyser.problem(f"timeout after {timeout:g} s")
-                print(analyser.summary_line(), file=analyser.out)
-                return EXIT_TIMEOUT
-            if validate and analyser.media_ms is not None:
-                if first_media is None:
-                    first_media = analyser.media_ms
-                media_s = (analyser.media_ms - first_media) / 1000
-                wall_s = time.monotonic() - started
-                if wall_s - media_s > 2.0:
-                    analyser.problem(f"data arrives too slowly: {media_s:.1f} s of media in {wall_s:.1f} s")
-                    print(analyser.summary_line(), file=analyser.out)
-                    return EXIT_TOO_SLOW
-                if media_s > wall_s:  # paced to real time
-                    time.sleep(min(media_s - wall_s, 1.0))
-        analyser.finish()
+        while code is None:
+            kind, value = reader.get(TICK)
+            if kind == "error":
+                raise value
+            if kind == "data":
+                analyser.feed(value)
+            elif kind == "end":
+                analyser.finish()
+            code = _work_off(analyser, clock)
+            if kind == "end":
+                break
     except MediaError as exc:
         analyser.problem(str(exc))
     except (OSError, ValueError) as exc:
@@ -126,7 +212,17 @@ def run(analyser: Analyser, chunks: Iterator[bytes], validate: bool, timeout: fl
         print(analyser.summary_line(), file=analyser.out)
         return EXIT_ERROR
     print(analyser.summary_line(), file=analyser.out)
+    if code is not None:
+        return code
     return EXIT_OK if not analyser.problems else EXIT_PROBLEMS
+
+
+def _work_off(analyser: Analyser, clock: _Clock) -> int | None:
+    """Run the analyser's backlog, pacing between steps; the exit code if the run ends."""
+    for _step in analyser.backlog():
+        if (code := clock.pace()) is not None:
+            return code
+    return clock.pace()
 
 
 def make_main(
@@ -143,11 +239,27 @@ def make_main(
     @click.command(help=description)
     @click.argument("source", default="-")
     @click.option("-D", "--detail", type=click.IntRange(0, 10), default=2, show_default=True)
-    @click.option("-V", "--validate", is_flag=True, help="Pace to media time; exit 4 if data is too slow.")
-    @click.option("-T", "--timeout", type=float, default=0.0, help="Give up after this many seconds (0: never).")
+    @click.option(
+        "-V", "--validate", is_flag=True, help="Pace to media time; exit 4 if data is too slow."
+    )
+    @click.option(
+        "-T",
+        "--timeout",
+        type=float,
+        default=0.0,
+        help="Give up after this many seconds (0: never).",
+    )
     @click.option("-g", "--debug", type=click.IntRange(0, 10), default=3)
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-    def command(source: str, detail: int, validate: bool, timeout: float, debug: int, as_json: bool, **extra: Any) -> None:
+    def command(
+        source: str,
+        detail: int,
+        validate: bool,
+        timeout: float,
+        debug: int,
+        as_json: bool,
+        **extra: Any,
+    ) -> None:
         analyser = factory(detail=detail, as_json=as_json, **extra)
         opener = source_chunks or (lambda s, t, _opts: open_source(s, t))
         try:
