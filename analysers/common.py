@@ -159,7 +159,7 @@ class _Clock:
             return EXIT_TIMEOUT
         lag = self.media_lag()
         if lag is not None and lag > MAX_LAG_S:
-            media_s = wall_s - lag
+            media_s = max(0.0, wall_s - lag)
             self.analyser.problem(
                 f"data arrives too slowly: {media_s:.1f} s of media in {wall_s:.1f} s"
             )

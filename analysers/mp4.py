@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from analysers.common import Analyser, make_main, open_source
+from analysers.mp4_progress import Mp4Progress
 from common.errors import MediaError
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import records, tables
@@ -39,6 +40,7 @@ from mistcodecs.mp4.demux import Mp4Demuxer
 from mistcodecs.mp4.sampleentry import SampleEntry, dops_to_opushead, parse_esds
 
 SPOOL_IN_MEMORY = 64 * 1024 * 1024
+REPLAY_STEP_MS = 100  # -V plays a complete file out in steps of this much media
 TABLES = {"stts", "ctts", "stss", "stsc", "stsz", "stz2", "stco", "co64"}
 DECODED = TABLES | {
     "ftyp", "styp", "mvhd", "tkhd", "mdhd", "hdlr", "trex", "mfhd", "tfhd", "tfdt",
@@ -126,6 +128,8 @@ class Mp4Analyser(Analyser):
         self._size = 0
         self.mdats: list[tuple[int, int]] = []
         self.boxes = 0
+        self._progress = Mp4Progress(self.read_at)  # media time while data arrives (-V)
+        self._replay: list[int] = []  # sample times (ms) still to play out for -V
 
     def feed(self, data: bytes) -> None:
         if isinstance(data, LocalFile):  # analyse in place instead of copying
@@ -133,8 +137,19 @@ class Mp4Analyser(Analyser):
             self._spool = open(data.path, "rb")  # noqa: SIM115 - closed in finish()
             self._size = os.fstat(self._spool.fileno()).st_size
             return
+        self._spool.seek(0, os.SEEK_END)  # read_at moves the position
         self._spool.write(data)
         self._size += len(data)
+        self.media_ms = self._progress.update(self._size)
+
+    def backlog(self) -> Iterator[None]:
+        """After the analysis, play the samples' times out so -V paces a file (and
+        the rest of a stream) in media time."""
+        replay, self._replay = self._replay, []
+        for ms in replay:
+            if self.media_ms is None or ms > self.media_ms:
+                self.media_ms = ms
+                yield
 
     def read_at(self, offset: int, size: int) -> bytes:
         self._spool.seek(offset)
@@ -423,6 +438,7 @@ class Mp4Analyser(Analyser):
         for warning in demux.warnings:
             self.problem(warning)
         first_pts: dict[str, int] = {}
+        times: set[int] = set()
         for meta in metas:
             table = demux.sample_table(meta.id)
             n = len(table)
@@ -458,7 +474,7 @@ class Mp4Analyser(Analyser):
                 {"timeline": record},
                 level=1,
             )
-            self.media_ms = max(self.media_ms or 0, table.dts[-1] if n else 0)
+            times.update(table.dts[i] // REPLAY_STEP_MS * REPLAY_STEP_MS for i in range(n))
         if "video" in first_pts and "audio" in first_pts:
             sync = first_pts["audio"] - first_pts["video"]
             self.emit(
@@ -467,6 +483,7 @@ class Mp4Analyser(Analyser):
                 level=1,
             )
             self.summary["av_sync_ms"] = sync
+        self._replay = sorted(times)
         self.summary["tracks"] = len(metas)
         self.summary["boxes"] = self.boxes
         self.summary["fragmented"] = int(demux.fragmented)
