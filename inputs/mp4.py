@@ -77,9 +77,7 @@ class Mp4Format(VodFormat):
             for meta in tracks:
                 table = demux.sample_table(meta.id)
                 n = len(table)
-                # the demuxer keeps its per-track sample entry private; it knows the byte order
-                trak = demux._traks.get(meta.id)
-                flag = SWAP_PCM if trak is not None and trak.entry.little_endian else 0
+                flag = SWAP_PCM if demux.pcm_little_endian(meta.id) else 0
                 frames[meta.id] = TrackIndex(
                     dts=table.dts,
                     offset=table.offset,

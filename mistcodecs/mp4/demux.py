@@ -159,9 +159,11 @@ class Mp4Demuxer:
         self._last_dur: dict[int, int] = {}  # last sample duration per track (fragments)
         moov: BoxHeader | None = None
         moofs: list[BoxHeader] = []
+        self._have_moov = False
         for header in self._top_level():
             if header.type == "moov":
                 moov = header
+                self._have_moov = True
             elif header.type == "moof":
                 moofs.append(header)
             elif header.type == "mdat":
@@ -184,17 +186,29 @@ class Mp4Demuxer:
         pos = 0
         while self.size - pos >= 8:
             try:
-                header = read_header(self.read_at, pos, self.size)
-            except Truncated:
-                header = read_header(self.read_at, pos, 1 << 62)  # see what it claimed to be
-                if header.type != "mdat":
+                header = self._top_header(pos)
+            except FormatError as exc:
+                if not self._have_moov:
                     raise
-                self.warnings.append(
-                    f"file truncated: mdat at {pos} claims {header.size} bytes, {self.size - pos} present"
-                )
-                header = BoxHeader("mdat", pos, self.size - pos, header.header_size)
+                # junk after the movie (a damaged tail, bytes appended by a tool):
+                # everything needed to play has been read already
+                self.warnings.append(f"{self.size - pos} bytes of junk at {pos} ignored: {exc}")
+                return
             yield header
             pos = header.end
+
+    def _top_header(self, pos: int) -> BoxHeader:
+        try:
+            header = read_header(self.read_at, pos, self.size)
+        except Truncated:
+            header = read_header(self.read_at, pos, 1 << 62)  # see what it claimed to be
+            if header.type != "mdat":
+                raise
+            self.warnings.append(
+                f"file truncated: mdat at {pos} claims {header.size} bytes, {self.size - pos} present"
+            )
+            header = BoxHeader("mdat", pos, self.size - pos, header.header_size)
+        return header
 
     def _parse_moov(self, moov: BoxHeader) -> None:
         kids = {h.type: h for h in children(self.read_at, moov)}
@@ -343,6 +357,14 @@ class Mp4Demuxer:
 
     def track_timescale(self, track_id: int) -> int:
         return self._traks[track_id].timescale
+
+    def pcm_little_endian(self, track_id: int) -> bool:
+        """Whether the track's raw samples are stored little-endian ('sowt', lpcm or
+        pcmC flags): :meth:`read_sample` swaps them, a reader of raw bytes must."""
+        trak = self._traks.get(track_id)
+        if trak is None:
+            raise FormatError(f"no track {track_id}")
+        return trak.entry.little_endian
 
     def samples(self, track_id: int) -> list[Sample]:
         return list(self.sample_table(track_id))

@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
+from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import Mp4Demuxer, buffer_reader, open_file
 from tests.codecs_mp4.conftest import CASES, ffprobe_packets
 
@@ -142,3 +143,32 @@ def test_sample_table_cache_record(media: dict[str, Path]) -> None:
     broken["size"] = broken["size"][:-8]
     with pytest.raises(FormatError):
         SampleTable.from_record(broken)
+
+
+def test_pcm_little_endian_flag(media: dict[str, Path]) -> None:
+    for name, little in (("pcm_le.mov", True), ("pcm_be.mov", False)):
+        data = media[name].read_bytes()
+        demux = Mp4Demuxer(buffer_reader(data), len(data))
+        [meta] = demux.tracks()
+        assert meta.codec == "PCM"
+        assert demux.pcm_little_endian(meta.id) is little, name
+    with pytest.raises(FormatError, match="no track 99"):
+        demux.pcm_little_endian(99)
+
+
+@pytest.mark.parametrize(
+    "junk", [b"\xff" * 40, b"\x00\x00\x10\x00junk" + b"x" * 30, b"\x00\x00\x00\x04abcd" * 3]
+)
+def test_trailing_junk_after_the_movie_is_a_warning(media: dict[str, Path], junk: bytes) -> None:
+    data = media["h264_aac.mp4"].read_bytes()
+    clean = Mp4Demuxer(buffer_reader(data), len(data))
+    damaged = data + junk
+    demux = Mp4Demuxer(buffer_reader(damaged), len(damaged))
+    assert any(f"junk at {len(data)}" in w for w in demux.warnings), demux.warnings
+    for meta in clean.tracks():
+        assert list(demux.sample_table(meta.id)) == list(clean.sample_table(meta.id))
+    # before any moov the same damage is still an error
+    moov = data.find(b"moov") - 4
+    before = data[:moov] + junk
+    with pytest.raises(FormatError):
+        Mp4Demuxer(buffer_reader(before), len(before))
