@@ -42,6 +42,8 @@ DEFAULT_CAPS = (4096, 256, 128, 16)  # parts, keys, fragments, pages
 M32 = L.MASK32
 _PART_PACK = L.PART.pack_into
 _U32_UNPACK = L.U32.unpack_from
+_OFF_PARTS_END = L.OFF_PARTS_END  # module constants: no attribute lookups in append
+_OFF_EPOCH = L.OFF_EPOCH
 BACK_AHEAD = 1 << 20  # live data pages get memory this much at a time (see _back)
 _U64_PACK = L.U64.pack_into
 
@@ -383,7 +385,7 @@ class StreamWriter:
         view = t.view
         _PART_PACK(view, t.parts_off + (end & t.parts_mask) * 32, dts, pos, t.page_lo, n, offset,
                    t.key_lo, keyframe)  # fmt: skip
-        _U64_PACK(view, L.OFF_PARTS_END, end + 1)  # publish
+        _U64_PACK(view, _OFF_PARTS_END, end + 1)  # publish
         t.parts_end = end + 1
         t.last_dts = dts
         t.data_pos = pos + n
@@ -391,7 +393,7 @@ class StreamWriter:
         t.key_size += n
         t.frag_size += n
         t.window_bytes += n
-        if _U32_UNPACK(self._user_view, L.OFF_EPOCH)[0] != self._waker.epoch:
+        if _U32_UNPACK(self._user_view, _OFF_EPOCH)[0] != self._waker.epoch:
             self._wake()  # a reader started waiting since the last look
         self._appends += 1
         if not self._appends & 0xFF and time.monotonic() - self._last_housekeeping > 1.0:
