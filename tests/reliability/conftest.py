@@ -9,11 +9,9 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,15 +237,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def load() -> Iterator[LoadThread]:
     with LoadThread() as lt:
         yield lt
-
-
-def sock_connect(port: int, timeout: float = 5) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout)
-
-
-def deadline_loop(seconds: float) -> Callable[[], bool]:
-    end = time.monotonic() + seconds
-    return lambda: time.monotonic() < end
 
 
 def config_streams(path: Path) -> dict[str, Any]:

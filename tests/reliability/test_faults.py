@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def kill9(proc: psutil.Process) -> float:
     return time.monotonic()
 
 
-def back_within(srv: Server, program: str, old: int, check: object, since: float) -> float:
+def back_within(
+    srv: Server, program: str, old: int, check: Callable[[], object], since: float
+) -> float:
     """Seconds from the kill until a new ``program`` runs and ``check()`` passes."""
     new = wait_for(
         lambda: (p := srv.one(program)) is not None and p.pid != old and p,
@@ -79,7 +82,6 @@ def back_within(srv: Server, program: str, old: int, check: object, since: float
         0.05,
         f"a new {program}",
     )
-    assert callable(check)
     wait_for(check, 10, 0.05, f"{program} serving again")
     took = time.monotonic() - since
     assert new.pid != old

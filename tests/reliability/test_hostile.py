@@ -14,6 +14,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import psutil
 import pytest
@@ -74,6 +75,10 @@ def pid_of(srv: Server, program: str) -> int:
 
 def fds(pid: int) -> int:
     return psutil.Process(pid).num_fds()
+
+
+def fds_back(pid: int, limit: int) -> bool:
+    return fds(pid) <= limit
 
 
 async def _open_many(port: int, count: int, first: bytes) -> list[asyncio.StreamWriter]:
@@ -216,7 +221,7 @@ def test_connections_opened_and_dropped(srv: Server, load: LoadThread) -> None:
     served_promptly(srv)
     # every dropped connection is let go: no descriptor kept, memory back in bounds
     for pid in (http_pid, rtmp_pid):
-        wait_for(lambda p=pid: fds(p) <= base_fds[p] + 10, 15, 0.2, f"fds of {pid} back")
+        wait_for(partial(fds_back, pid, base_fds[pid] + 10), 15, 0.2, f"fds of {pid} back")
         assert rss(pid) - base_rss[pid] < memory_bound(100)
 
 
