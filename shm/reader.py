@@ -38,6 +38,9 @@ _U64_UNPACK = L.U64.unpack_from
 _I64_UNPACK = L.I64.unpack_from
 _PART_UNPACK = L.PART.unpack_from
 _QQ_UNPACK = struct.Struct("<QQ").unpack_from
+_OFF_PARTS_START = L.OFF_PARTS_START  # module constants: no attribute lookups when reading
+_OFF_PARTS_END = L.OFF_PARTS_END
+_MASK32 = L.MASK32
 SPIN_S = 50e-6  # wait_sync polls this long before it blocks ...
 BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
 BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
@@ -342,7 +345,7 @@ class StreamReader:
             for rt in sel:
                 pos = rt.pos
                 if pos >= rt.end:
-                    rt.end = _U64_UNPACK(rt.view, L.OFF_PARTS_END)[0]
+                    rt.end = _U64_UNPACK(rt.view, _OFF_PARTS_END)[0]
                     if pos >= rt.end:
                         if empty is None:
                             empty = [rt]
@@ -383,7 +386,7 @@ class StreamReader:
         dts, pos, page, size, off, key, flags = _PART_UNPACK(
             view, rt.parts_off + (n & rt.mask) * 32
         )
-        start, rt.end = _QQ_UNPACK(view, L.OFF_PARTS_START)
+        start, rt.end = _QQ_UNPACK(view, _OFF_PARTS_START)
         if n < start:  # the slot may have been recycled while we copied it
             self._fell_behind()
             return None
@@ -392,7 +395,7 @@ class StreamReader:
         rt.pos = n + 1
         rt.next_dts = None
         rt.last_dts = dts
-        if key != rt.want_key & L.MASK32:
+        if key != rt.want_key & _MASK32:
             self._announce(rt, n)
         return Packet(rt.tid, dts, off, flags == 1, rt.page_view[pos : pos + size])
 
@@ -486,7 +489,7 @@ class StreamReader:
             rt, page_no = self._blocked_page
             return rt.page.page(page_no).state == L.PAGE_LOADED
         watch = self._waiting_on if self._waiting_on is not None else self._sel
-        return any(rt.pos < L.U64.unpack_from(rt.view, L.OFF_PARTS_END)[0] for rt in watch)
+        return any(rt.pos < _U64_UNPACK(rt.view, _OFF_PARTS_END)[0] for rt in watch)
 
     def prepare_wait(self) -> bool:
         """Announce we are about to block; True if there is no need to (data is there)."""
