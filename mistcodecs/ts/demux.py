@@ -21,10 +21,21 @@ from mistcodecs.errors import FormatError
 from mistcodecs.ts.audio import FrameSplitter, opus_head, opus_packet_samples, split_opus_pes
 from mistcodecs.ts.packets import PID_NULL, PID_PAT, PacketSplitter, TsPacket
 from mistcodecs.ts.pes import PesHeader, Unwrapper
-from mistcodecs.ts.psi import TABLE_PAT, TABLE_PMT, Pat, Pmt, PmtStream, SectionAssembler
+from mistcodecs.ts.psi import (
+    TABLE_PAT,
+    TABLE_PMT,
+    Pat,
+    Pmt,
+    PmtStream,
+    SectionAssembler,
+    parse_descriptors,
+    private_codec,
+)
 from shm.model import Packet, TrackMeta
 
 SUPPORTED = frozenset({"H264", "HEVC", "AAC", "MP3", "AC3", "EAC3", "opus"})
+STREAM_TYPE_PRIVATE = 0x06  # PES private data: the codec comes from descriptors or the data
+PROBE = "?"  # codec of a private-data stream not identified yet
 MAX_PES = 8 * 1024 * 1024  # a PES larger than this is garbage, not a frame
 Event = TrackMeta | Packet
 
@@ -76,7 +87,7 @@ class TsDemuxer:
 
     def track_pids(self) -> dict[int, int]:
         """Track id -> PID."""
-        return {s.track: s.pid for s in self._streams.values()}
+        return {s.track: s.pid for s in self._streams.values() if s.codec != PROBE}
 
     def feed(self, data: bytes | memoryview) -> list[Event]:
         self._out, self.positions = [], []
@@ -187,10 +198,18 @@ class TsDemuxer:
 
     def _add_streams(self, pmt: Pmt) -> None:
         for info in sorted(pmt.streams, key=lambda s: s.pid):
-            if info.pid in self._streams or info.pid in self._psi or info.codec not in SUPPORTED:
+            if info.pid in self._streams or info.pid in self._psi:
                 continue
-            self._streams[info.pid] = _Stream(info.pid, info, info.codec, self._next_track)
-            self._next_track += 1
+            codec = info.codec
+            if not codec and info.stream_type == STREAM_TYPE_PRIVATE:
+                codec = private_codec(parse_descriptors(pmt.descriptors))  # program-level
+            if codec in SUPPORTED:
+                self._streams[info.pid] = _Stream(info.pid, info, codec, self._next_track)
+                self._next_track += 1
+            elif info.stream_type == STREAM_TYPE_PRIVATE and not codec:
+                # nothing names it (FFmpeg's m2ts mode writes AAC like this): the
+                # first PES decides; the track number is given once it is known
+                self._streams[info.pid] = _Stream(info.pid, info, PROBE, 0)
 
     # -- PES -------------------------------------------------------------------
     def _flush(self, stream: _Stream) -> None:
@@ -217,6 +236,8 @@ class TsDemuxer:
         payload = data[hdr.header_size : end]
         dts = self._time(hdr.dts if hdr.dts is not None else hdr.pts)  # origin = first DTS
         pts = self._time(hdr.pts) if hdr.dts is not None else dts
+        if stream.codec == PROBE and not self._probe(stream, payload, pos):
+            return
         try:
             if stream.codec in ("H264", "HEVC"):
                 self._video(stream, payload, pts, dts, pos)
@@ -228,6 +249,22 @@ class TsDemuxer:
                 self._framed_audio(stream, payload, pts, pos)
         except FormatError as exc:
             self._problem(f"PID {stream.pid}: PES at byte {pos}: {exc}")
+
+    def _probe(self, stream: _Stream, payload: bytes, pos: int) -> bool:
+        """Identify a private-data stream by its first PES: AAC if it opens with two
+        consecutive ADTS headers (or one that fills the PES). Anything else is not
+        media we carry (subtitles, teletext, SCTE data) and the PID is dropped."""
+        try:
+            first = aac.parse_adts_header(payload)
+            if first.frame_size != len(payload):
+                aac.parse_adts_header(payload, first.frame_size)
+        except FormatError:
+            del self._streams[stream.pid]
+            return False
+        stream.codec = "AAC"
+        stream.track = self._next_track
+        self._next_track += 1
+        return True
 
     def _time(self, value: int | None) -> int | None:
         if value is None:

@@ -18,6 +18,7 @@ DESC_REGISTRATION = 0x05
 DESC_LANGUAGE = 0x0A
 DESC_AC3 = 0x6A
 DESC_EAC3 = 0x7A
+DESC_AAC = 0x7C  # DVB AAC_descriptor
 DESC_EXTENSION = 0x7F  # DVB extension descriptor; tag 0x80 carries Opus channels
 
 # stream_type -> codec (ISO 13818-1 table 2-34, ATSC A/52 for 0x81/0x87)
@@ -128,13 +129,7 @@ class PmtStream:
         if self.stream_type in STREAM_TYPES:
             return STREAM_TYPES[self.stream_type]
         if self.stream_type == 0x06:
-            for tag, body in self.iter_descriptors():
-                if tag == DESC_REGISTRATION and body[:4] == b"Opus":
-                    return "opus"
-                if (tag == DESC_REGISTRATION and body[:4] == b"AC-3") or tag == DESC_AC3:
-                    return "AC3"
-                if tag == DESC_EAC3:
-                    return "EAC3"
+            return private_codec(self.iter_descriptors())
         return ""
 
     @property
@@ -150,6 +145,25 @@ class PmtStream:
             if tag == DESC_LANGUAGE and len(body) >= 3:
                 return body[:3].decode("latin-1")
         return ""
+
+
+# registration descriptor format identifiers of private-data (0x06) audio streams
+REGISTRATIONS = {b"Opus": "opus", b"AC-3": "AC3", b"EAC3": "EAC3", b"EC-3": "EAC3"}
+
+
+def private_codec(descriptors: list[tuple[int, bytes]]) -> str:
+    """The codec of a private-data PES stream (type 0x06) named by its descriptors
+    (registration 'Opus'/'AC-3'/'EAC3', DVB AC-3/E-AC-3/AAC descriptors), or ''."""
+    for tag, body in descriptors:
+        if tag == DESC_REGISTRATION and body[:4] in REGISTRATIONS:
+            return REGISTRATIONS[body[:4]]
+        if tag == DESC_AC3:
+            return "AC3"
+        if tag == DESC_EAC3:
+            return "EAC3"
+        if tag == DESC_AAC:
+            return "AAC"
+    return ""
 
 
 def parse_descriptors(data: bytes) -> list[tuple[int, bytes]]:

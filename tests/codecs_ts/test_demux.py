@@ -9,6 +9,7 @@ import pytest
 
 from mistcodecs.ts import TsDemuxer
 from mistcodecs.ts.pes import TS_MASK
+from mistcodecs.ts.psi import Pmt
 from shm.model import TrackMeta
 from tests.codecs_ts.media import CODEC_NAMES, demux_all, make_ts, reference
 
@@ -137,3 +138,59 @@ def test_positions_allow_reload(ts_files: dict[str, Path]) -> None:
     again_video = [e for e in again if e.track == 1]
     assert again_video[0] == key
     assert again_video == [ev for _, ev in video[video.index((pos, key)) :]]
+
+
+def with_private_audio(data: bytes, descriptors: bytes = b"") -> bytes:
+    """The file with its audio stream re-declared as PES private data (type 0x06)
+    carrying ``descriptors``, as FFmpeg's m2ts mode or a DVB muxer write it."""
+    out = bytearray()
+    for k in range(0, len(data), 188):
+        pkt = data[k : k + 188]
+        pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
+        if pid == 0x1000 and pkt[1] & 0x40:  # FFmpeg's PMT PID, section start
+            start = 5 + pkt[4]
+            length = ((pkt[start + 1] & 0x0F) << 8) | pkt[start + 2]
+            pmt = Pmt.parse(pkt[start : start + 3 + length])
+            for s in pmt.streams:
+                if s.stream_type in (0x0F, 0x81):
+                    s.stream_type, s.descriptors = 0x06, descriptors
+            section = bytes(pmt)
+            pkt = pkt[:start] + section + b"\xff" * (188 - start - len(section))
+        out += pkt
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("variant", "descriptors"),
+    [
+        ("h264_aac", b""),  # nothing names it: ADTS sync in the first PES
+        ("h264_aac", b"\x7c\x01\x50"),  # DVB AAC_descriptor
+        ("h264_ac3", b"\x05\x04AC-3"),  # registration descriptor
+        ("h264_ac3", b"\x6a\x01\x00"),  # DVB AC-3 descriptor
+    ],
+)
+def test_audio_in_private_data_pes(
+    ts_files: dict[str, Path], variant: str, descriptors: bytes
+) -> None:
+    path = ts_files[variant]
+    expected = demux_all(path.read_bytes())
+    demuxer, tracks, packets = demux_all(with_private_audio(path.read_bytes(), descriptors))
+    assert [t.codec for t in tracks] == [t.codec for t in expected[1]]
+    assert demuxer.pmts and 0x06 in {
+        s.stream_type for p in demuxer.pmts.values() for s in p.streams
+    }
+    for meta in expected[1]:
+        assert [(p.dts, p.data) for p in packets[meta.id]] == [
+            (p.dts, p.data) for p in expected[2][meta.id]
+        ]
+    assert not demuxer.problems
+
+
+def test_private_data_that_is_not_audio_is_ignored(ts_files: dict[str, Path]) -> None:
+    data = bytearray(with_private_audio(ts_files["h264_aac"].read_bytes()))
+    for k in range(0, len(data), 188):  # scramble every ADTS sync word in the audio PID
+        if ((data[k + 1] & 0x1F) << 8 | data[k + 2]) == 0x101:
+            data[k + 4 : k + 188] = data[k + 4 : k + 188].replace(b"\xff\xf1", b"\x00\xf1")
+    demuxer, tracks, _ = demux_all(bytes(data))
+    assert [t.codec for t in tracks] == ["H264"]
+    assert demuxer.track_pids() == {1: 0x100}
