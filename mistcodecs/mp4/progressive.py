@@ -75,14 +75,18 @@ class Mp4ProgressiveMuxer:
         # Sample positions in file order: the sizes of every chunk joined as raw bytes,
         # then one running sum; pieces are described per chunk, not per sample.
         sizes = {t.id: memoryview(_int64s(index[t.id].size)) for t in self.tracks}
+        tids, firsts, counts = zip(*chunks, strict=True) if chunks else ((), (), ())
+        cuts = map(slice, firsts, map(operator.add, firsts, counts))
         in_order = array("q")
-        in_order.frombytes(b"".join(sizes[tid][a : a + n] for tid, a, n in chunks))
+        in_order.frombytes(
+            b"".join(map(memoryview.__getitem__, map(sizes.__getitem__, tids), cuts))
+        )
         starts = array("q", accumulate(in_order, initial=data_start))
         pos = starts.pop()
-        self._chunk_piece = array("q", accumulate((c[2] for c in chunks), initial=0))
+        self._chunk_piece = array("q", accumulate(counts, initial=0))
         self._chunk_piece.pop()  # first piece number of every chunk
-        self._chunk_track = array("I", (c[0] for c in chunks))
-        self._chunk_first = array("q", (c[1] for c in chunks))  # its first sample index
+        self._chunk_track = array("I", tids)
+        self._chunk_first = array("q", firsts)  # its first sample index
         chunk_offsets = [starts[i] for i in self._chunk_piece]
         self.size = pos
         moov = self._moov(chunks, chunk_offsets, wide)
@@ -110,10 +114,10 @@ class Mp4ProgressiveMuxer:
             slots = array("q", map(operator.floordiv, map(operator.sub, dts, repeat(start, n)),
                                    repeat(chunk_ms, n)))  # fmt: skip
             changes = compress(range(1, n), map(operator.ne, islice(slots, 1, None), slots))
-            bounds = [0, *changes, n]
+            firsts = [0, *changes]
+            counts = map(operator.sub, [*islice(firsts, 1, None), n], firsts)
             keyed.extend(
-                (slots[lo], order, t.id, lo, hi - lo)
-                for lo, hi in zip(bounds, islice(bounds, 1, None), strict=False)
+                zip(map(slots.__getitem__, firsts), repeat(order), repeat(t.id), firsts, counts)
             )
         keyed.sort()
         return [(tid, first, count) for _, _, tid, first, count in keyed]
