@@ -16,6 +16,7 @@ later re-read a single block with :meth:`EbmlDemuxer.reload`.
 from __future__ import annotations
 
 import heapq
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,7 +211,9 @@ class EbmlDemuxer:
         hdr = ElementHeader.parse(element, 0, ref.pos)
         if hdr.size is None or hdr.header_len + hdr.size != len(element):
             raise FormatError(f"no complete block element at byte {ref.pos}")
-        block = self._block_of(hdr, memoryview(element)[hdr.header_len :], hdr.data_offset)[0]
+        block, _key, duration = self._block_of(
+            hdr, memoryview(element)[hdr.header_len :], hdr.data_offset
+        )
         track = self._tracks.get(block.track)
         if ref.lace >= len(block.frames) or track is None:
             raise FormatError(f"block at byte {ref.pos} has no lace {ref.lace} of a known track")
@@ -219,7 +222,7 @@ class EbmlDemuxer:
             ref.dts,
             ref.offset,
             ref.keyframe,
-            self._payload(track, block.frames[ref.lace]),
+            self._payload(track, block.frames[ref.lace], duration),
         )
 
     # -- element walk ---------------------------------------------------------
@@ -341,8 +344,8 @@ class EbmlDemuxer:
         elif eid == s.TIMESTAMP:
             self._cluster_ts = int(value_of(eid, body, hdr.data_offset))
         elif eid in (s.SIMPLE_BLOCK, s.BLOCK_GROUP):
-            block, keyframe = self._block_of(hdr, body, hdr.data_offset)
-            self._packets(block, keyframe, hdr)
+            block, keyframe, duration = self._block_of(hdr, body, hdr.data_offset)
+            self._packets(block, keyframe, hdr, duration)
 
     @staticmethod
     def _leaf(body: bytes, child: ElementHeader, base: int) -> int | float | str | bytes:
@@ -485,13 +488,15 @@ class EbmlDemuxer:
 
     def _block_of(
         self, hdr: ElementHeader, body: bytes | memoryview, base: int
-    ) -> tuple[Block, bool]:
+    ) -> tuple[Block, bool, int | None]:
+        """The block, whether it is a keyframe, and its BlockDuration (ticks) if any."""
         if hdr.id == s.SIMPLE_BLOCK:
             block = Block.parse(body, base)
-            return block, block.keyframe
+            return block, block.keyframe, None
         block_body: bytes | memoryview | None = None
         block_base = base
         keyframe = True
+        duration = None
         for child in iter_children(body, 0, len(body), base):
             start = child.data_offset - base
             if child.id == s.BLOCK:
@@ -499,16 +504,31 @@ class EbmlDemuxer:
                 block_base = child.data_offset
             elif child.id == s.REFERENCE_BLOCK:
                 keyframe = False
+            elif child.id == s.BLOCK_DURATION:
+                duration = int(self._leaf(bytes(body), child, base))
         if block_body is None:
             raise FormatError(f"BlockGroup at byte {hdr.offset} has no Block")
-        return Block.parse(block_body, block_base), keyframe
+        return Block.parse(block_body, block_base), keyframe, duration
 
-    def _payload(self, track: _Track, frame: bytes) -> bytes:
+    def _payload(self, track: _Track, frame: bytes, duration: int | None) -> bytes:
         if track.little_endian_pcm:
             return swap_endian(frame, track.meta.size)
+        if track.meta.codec == "subtitle":
+            return self._cue(track, frame, duration)
         return frame
 
-    def _packets(self, block: Block, keyframe: bool, hdr: ElementHeader) -> None:
+    def _cue(self, track: _Track, frame: bytes, duration: int | None) -> bytes:
+        """A subtitle payload as the model wants it: the cue duration in ms (from
+        BlockDuration, else the track's DefaultDuration) as 4 bytes, then the text."""
+        if duration is not None:
+            ms = duration * self.timestamp_scale // 1_000_000
+        else:
+            ms = track.default_duration // 1_000_000
+        return struct.pack(">I", min(ms, 0xFFFFFFFF)) + frame
+
+    def _packets(
+        self, block: Block, keyframe: bool, hdr: ElementHeader, duration: int | None = None
+    ) -> None:
         track = self._tracks.get(block.track)
         if track is None:
             if block.track not in self.unsupported:
@@ -521,8 +541,7 @@ class EbmlDemuxer:
         pending = track.pending
         for i, frame in enumerate(block.frames):
             pts = round((ns + i * track.default_duration) / 1e6) - track.delay_ms
-            if track.little_endian_pcm:
-                frame = swap_endian(frame, track.meta.size)
+            frame = self._payload(track, frame, duration)
             if not track.depth:  # no reordering: dts = pts, nothing held back
                 self._out.append(Packet(track.meta.id, pts, 0, keyframe, frame))
                 self.positions.append(

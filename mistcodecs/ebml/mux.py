@@ -9,6 +9,8 @@ fit the 16-bit offset from its Cluster. No Cues are written (live-style file).
 
 from __future__ import annotations
 
+import struct
+
 from common.errors import UsageError
 from mistcodecs.ebml import schema as s
 from mistcodecs.ebml.block import KEYFRAME, Block
@@ -19,6 +21,7 @@ from mistcodecs.ebml.element import (
     uint_element,
     unknown_size_master,
 )
+from mistcodecs.errors import FormatError
 from shm.model import Packet, TrackMeta
 
 CODEC_IDS: dict[str, str] = {
@@ -163,6 +166,13 @@ class EbmlMuxer:
         self._video_in_cluster |= is_video
         rel = pts - self._cluster_ts
         flags = KEYFRAME if (p.keyframe or track.type != "video") else 0
+        if track.codec == "subtitle":  # the cue's duration goes in a BlockGroup
+            if len(p.data) < 4:
+                raise FormatError(f"subtitle packet at {p.pts} ms is {len(p.data)} bytes, needs 4+")
+            duration = struct.unpack_from(">I", p.data)[0]
+            block = Block(self._numbers[p.track], rel, 0, [bytes(p.data[4:])])
+            group = element(s.BLOCK, bytes(block)) + uint_element(s.BLOCK_DURATION, duration)
+            return out + element(s.BLOCK_GROUP, group)
         block = Block(self._numbers[p.track], rel, flags, [bytes(p.data)])
         return out + element(s.SIMPLE_BLOCK, bytes(block))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -160,8 +161,10 @@ def test_subtitles(tmp_path: Path, fmt: str) -> None:
     tracks, packets = split(events)
     subs = [t for t in tracks if t.codec == "subtitle"]
     assert len(subs) == 1 and subs[0].type == "meta"
-    texts = [bytes(p.data).decode() for p in packets[subs[0].id]]
-    assert [t.strip() for t in texts] == ["Hello", "World"]
+    # the model's payload: 4-byte big-endian cue duration (ms), then the UTF-8 text
+    cues = [bytes(p.data) for p in packets[subs[0].id]]
+    assert [c[4:].decode().strip() for c in cues] == ["Hello", "World"]
+    assert [struct.unpack_from(">I", c)[0] for c in cues] == [700, 500]
     assert [p.pts for p in packets[subs[0].id]] == [200, 1000]
     probed = [p for p in probe_packets(path) if p.stream == 1]
     assert [round(p.pts_ms or 0) for p in probed] == [200, 1000]

@@ -193,9 +193,27 @@ def test_subtitle_track_round_trip(tmp_path: Path) -> None:
     out.write_bytes(mux(events, webm=False))
     probed = [p for p in probe_packets(out) if p.stream == 1]
     assert [round(p.pts_ms or 0) for p in probed] == [200, 1000]
+    with av.open(str(out)) as container:  # an independent reader sees the cue durations
+        stream = container.streams.subtitles[0]
+        cues = [(p.pts, p.duration, bytes(p)) for p in container.demux(stream) if p.size]
+    scale = float(stream.time_base or 1) * 1000
+    assert [(round(pts * scale), round(dur * scale)) for pts, dur, _ in cues] == [
+        (200, 700),
+        (1000, 500),
+    ]
+    assert [text.decode().strip() for _, _, text in cues] == ["Hello", "World"]
     tracks, packets = split(demux(out.read_bytes()))
     assert tracks[1].codec == "subtitle"
-    assert [bytes(p.data).decode().strip() for p in packets[tracks[1].id]] == ["Hello", "World"]
+    assert [bytes(p.data) for p in packets[tracks[1].id]] == [
+        bytes(p.data) for p in split(events)[1][tracks[1].id]
+    ]
+
+
+def test_subtitle_packet_without_duration_prefix_is_refused() -> None:
+    m = EbmlMuxer([TrackMeta(1, "meta", "subtitle")], webm=False)
+    m.header()
+    with pytest.raises(FormatError, match="needs 4"):
+        m.packet(Packet(1, 0, 0, True, b"hi"))
 
 
 @pytest.mark.slow
