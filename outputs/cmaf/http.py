@@ -231,7 +231,8 @@ async def media_playlist_response(req: Request, seg: StreamSegments, track: Trac
         directives = parse_directives(req.query)
     except BadDirective as exc:
         return error_response(400, str(exc))
-    if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
+    # LL-HLS players start from the parts; one complete segment is enough
+    if not await seg.until_playable(1):
         return error_response(503, "no complete segment yet")
     seg.want(("cmaf", track.id), _prewarm(track))
     deadline = time.monotonic() + block_timeout(seg.target_s)
@@ -330,8 +331,8 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
     if not cmaf_tracks(seg):
         return error_response(415, f"stream {stream!r} has no track CMAF can carry")
     if rest == "index.mpd":
-        if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
-            return error_response(503, "no complete segment yet")
+        if not await seg.until_playable():
+            return error_response(503, "not enough complete segments yet")
         for t in cmaf_tracks(seg):
             seg.want(("cmaf", t.id), _prewarm(t))
         return respond.playlist_response(req, mpd(seg), respond.MPD, seg)

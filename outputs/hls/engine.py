@@ -48,6 +48,7 @@ LL_SEGMENTS = 3  # complete segments whose parts a live playlist still lists
 IDLE_CLOSE_S = 30.0  # close a stream nobody asked about for this long
 PREWARM_S = 10.0  # keep muxing ahead for renditions asked for within this time
 READY_WAIT_S = 10.0
+READY_SEGMENTS = 3  # complete segments a live playlist lists before it is first served
 READER_POOL = 4  # idle bus readers kept per stream for segments read on demand
 
 Prewarm = Callable[["StreamSegments"], None]
@@ -246,6 +247,18 @@ class StreamSegments:
             return False
         finally:
             self._waiters.discard(fut)
+
+    async def until_playable(self, segments: int = READY_SEGMENTS) -> bool:
+        """Hold a young live stream's first playlist until it lists ``segments`` complete
+        segments, so a player starting at the top is not at the live edge at once and
+        stalling (MistServer's HLS waits for more than four fragments, reference 6.6)."""
+        if not self.live:
+            return True
+        wanted = min(segments, KEEP_SEGMENTS)
+        return await self.wait_for(
+            lambda: len(self.spans) >= wanted or (self.ended and bool(self.spans)),
+            (wanted + 2) * self.target_s + 2.0,
+        )
 
     async def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

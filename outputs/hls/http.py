@@ -197,8 +197,8 @@ async def subtitle_response(
 ) -> Response:
     """``index.m3u8`` or ``<from>_<until>.vtt`` of a subtitle rendition."""
     if leaf == "index.m3u8":
-        if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
-            return error_response(503, "no complete segment yet")
+        if not await seg.until_playable():
+            return error_response(503, "not enough complete segments yet")
         text = seg.memo(("vtt-media",), lambda: media(seg, "vtt"))
         return respond.playlist_response(req, text, respond.M3U8, seg)
     start, _, until = leaf.removesuffix(".vtt").partition("_")
@@ -246,8 +246,8 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
     if combo is None or "/" in leaf:
         return respond.not_found(f"/hls/{stream}/{rest}")
     if leaf == "index.m3u8":
-        if seg.live and not await seg.wait_for(lambda: bool(seg.spans), 3.0 * seg.target_s + 2):
-            return error_response(503, f"stream {stream!r} has no complete segment yet")
+        if not await seg.until_playable():
+            return error_response(503, f"stream {stream!r} has not enough segments yet")
         seg.want(("ts", tuple(t.id for t in combo)), _prewarm(combo))
         text = seg.memo(("hls-media", tuple(t.id for t in combo)), lambda: media(seg))
         return respond.playlist_response(req, text, respond.M3U8, seg)
