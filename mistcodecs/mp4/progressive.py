@@ -201,11 +201,26 @@ class Mp4ProgressiveMuxer:
             return
         number, inner = self.locate(start)
         pos = start
+        if number < 0:
+            take = min(len(self._header) - inner, stop - pos)
+            yield self.piece(-1), inner, inner + take
+            pos += take
+            number, inner = 0, 0
+        # Walk the samples chunk by chunk instead of a bisect per piece.
+        starts, firsts, total = self._starts, self._chunk_piece, len(self._starts)
+        chunk = bisect.bisect_right(firsts, number) - 1
+        track, base = self._chunk_track[chunk], self._chunk_first[chunk] - firsts[chunk]
+        next_chunk = firsts[chunk + 1] if chunk + 1 < len(firsts) else total
         while pos < stop:
-            piece = self.piece(number)
-            take = min(piece.size - inner, stop - pos)
+            if number >= next_chunk:
+                chunk += 1
+                track, base = self._chunk_track[chunk], self._chunk_first[chunk] - firsts[chunk]
+                next_chunk = firsts[chunk + 1] if chunk + 1 < len(firsts) else total
+            at = starts[number]
+            size = (starts[number + 1] if number + 1 < total else self.size) - at
+            take = min(size - inner, stop - pos)
             if take > 0:
-                yield piece, inner, inner + take
+                yield Piece(track, base + number, at, size), inner, inner + take
             pos += take
             number += 1
             inner = 0
