@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
 from outputs.formats import FormatSpec
 from outputs.http.message import Request, Response, Sink, error_response
 from outputs.selectors import PlayOptions
@@ -352,8 +353,6 @@ def build_layout(
     reader: Any, tracks: list[TrackMeta], opts: PlayOptions, records: dict[int, tuple[int, bytes]]
 ) -> Layout | None:
     """Index + muxer for the asked window; ``None`` when it holds no media."""
-    from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
-
     begin = None
     if opts.start is not None:
         reader.select([t.id for t in tracks])
