@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import random
 import subprocess
+from array import array
 from pathlib import Path
 
 import av
 import pytest
 
 from mistcodecs.mp4 import Mp4Demuxer, buffer_reader
+from mistcodecs.mp4.boxes import find_path, payload
+from mistcodecs.mp4.demux import SampleTable
 from mistcodecs.mp4.fragment import FragmentStream, Mp4FragmentMuxer
 from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
-from shm.model import Packet
+from mistcodecs.mp4.records import Elst
+from shm.model import Packet, TrackMeta
 from tests.codecs_mp4.conftest import ffprobe_packets
 
 ROUND_TRIP = ["h264_aac.mp4", "hevc_aac.mp4", "vp9_opus.mp4", "av1.mp4", "h264_aac.mov"]
@@ -246,3 +250,76 @@ def test_muxable_codecs_have_sample_entries() -> None:
             assert (entry.width, entry.height) == (64, 48)
     with pytest.raises(FormatError):
         write_sample_entry(TrackMeta(1, "audio", "vorbis"))
+
+
+def _cut(table: SampleTable, count: int) -> SampleTable:
+    """The first ``count`` samples in decode order (what a ``?stop=`` leaves)."""
+    return SampleTable(
+        table.track_id,
+        table.dts[:count],
+        table.offset[:count],
+        table.size[:count],
+        table.keyframe[:count],
+        table.pos[:count],
+    )
+
+
+def _frames_shown(path: Path) -> int:
+    """Video frames an edit-list-honouring player (ffprobe) shows."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+           "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)]  # fmt: skip
+    return int(subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout)
+
+
+@pytest.mark.parametrize("explicit_end", [False, True])
+def test_progressive_edit_list_covers_reordered_frames_at_a_stop(
+    media: dict[str, Path], tmp_path: Path, explicit_end: bool
+) -> None:
+    """Cut after a frame that is shown before frames decoded earlier (B-frames): the
+    presentation must end after the latest pts plus one frame, not after the last dts."""
+    demux = _demux(media["h264_aac.mp4"])
+    video = next(t for t in demux.tracks() if t.type == "video")
+    table = demux.sample_table(video.id)
+    pts = [d + o for d, o in zip(table.dts, table.offset, strict=True)]
+    count = next(k for k in range(len(pts) // 2, len(pts)) if pts[k - 1] < max(pts[:k]))
+    index = {video.id: _cut(table, count)}
+    frame = table.dts[1] - table.dts[0]
+    ends = {video.id: max(pts[:count]) + frame} if explicit_end else None
+    muxer = Mp4ProgressiveMuxer([video], index, end_ms=ends)
+    path = tmp_path / "stop.mp4"
+    path.write_bytes(b"".join(muxer.read_range(0, muxer.size, demux.read_sample)))
+    assert _frames_shown(path) == count
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        shown = float(stream.duration * stream.time_base) if stream.duration else 0.0
+    assert abs(shown * 1000 - (max(pts[:count]) + frame - min(pts[:count]))) <= frame
+
+
+def test_progressive_presentation_end_from_the_latest_pts() -> None:
+    """Reordering only at the end (an encoder that starts without B-frames): the edit
+    list still runs to the latest pts plus one sample duration when no end_ms is given."""
+    n = 20
+    # one frame of reordering throughout, three at the end: the frame decoded third
+    # from last is shown last, later than the last dts plus one frame
+    offsets = [40] * (n - 3) + [160, 40, 40]
+    dts = [40 * i for i in range(n)]
+    index = {
+        1: SampleTable(
+            1,
+            array("q", dts),
+            array("q", offsets),
+            array("q", [10] * n),
+            bytearray([1] + [0] * (n - 1)),
+            array("q", [0] * n),
+        )
+    }
+    meta = TrackMeta(1, "video", "H264", b"\x01\x64\x00\x0a\xff\xe0\x00", width=16, height=16)
+    muxer = Mp4ProgressiveMuxer([meta], index)
+    header = muxer.header()
+    read = buffer_reader(header)
+    elst = find_path(read, 0, len(header), "moov/trak/edts/elst")
+    assert elst is not None
+    empty, edit = Elst.parse(payload(read, elst)).entries
+    latest = max(d + o for d, o in zip(dts, offsets, strict=True))
+    assert (empty.media_time, empty.segment_duration) == (-1, 40)  # first pts is 40
+    assert edit.media_time == 40 and 40 + edit.segment_duration == latest + 40
