@@ -100,9 +100,15 @@ def _jsonable(value: Any) -> Any:
 def open_source(source: str, timeout: float) -> Iterator[bytes]:
     """Yield chunks from a file, stdin (``-``) or an HTTP(S) URL."""
     if source == "-":
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # replaced stdin (click's CliRunner)
+            stream: IO[bytes] = sys.stdin.buffer
+            while chunk := stream.read(CHUNK):
+                yield chunk
+            return
         # os.read on the descriptor, not sys.stdin.buffer: a reader thread left blocked
         # in it at exit holds no lock the interpreter's shutdown would need
-        fd = sys.stdin.fileno()
         while chunk := os.read(fd, CHUNK):
             yield chunk
         return

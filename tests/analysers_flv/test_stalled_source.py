@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from analysers.common import EXIT_TIMEOUT, EXIT_TOO_SLOW, run
-from analysers.flv import FlvAnalyser
+from analysers.flv import FlvAnalyser, main
 from tests.codecs_flv.media import ffmpeg_flv
 
 
@@ -76,3 +77,10 @@ def test_stalled_stdin_through_the_program(flv: bytes) -> None:
                 pipe.close()
     assert proc.returncode == EXIT_TIMEOUT, out + err
     assert b"timeout after 1 s" in out and b"Traceback" not in err and b"Fatal" not in err
+
+
+def test_stdin_without_a_descriptor(flv: bytes) -> None:
+    """A replaced stdin (click's CliRunner) has no file descriptor: read it as a stream."""
+    result = CliRunner().invoke(main, ["-", "-D", "0"], input=flv)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1].startswith("MistAnalyserFLV: valid")
