@@ -9,7 +9,9 @@ flow control, so one download never starves the others.
 ``/<s>.mp4`` of a VoD stream is a moov-first progressive MP4
 (:class:`mistcodecs.mp4.progressive.Mp4ProgressiveMuxer`) with a ``Content-Length`` and
 ``Accept-Ranges: bytes``; a ``Range`` request gets ``206`` with exactly those bytes
-(``416`` when unsatisfiable).
+(``416`` when unsatisfiable). Its layout (header bytes + where every sample lies) is
+built from the part records without per-part objects and kept in a small LRU
+(:class:`LayoutCache`), so later viewers of an unchanged stream start at once.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, min(stop, size)
 
 
-class _Index:
+class PartIndex:
     """Per-track sample table in the shape the progressive muxer wants (flat arrays)."""
 
     def __init__(
@@ -175,7 +177,7 @@ class _Index:
         self.keyframe: Sequence[int] | bytes | bytearray = keyframe
 
     @classmethod
-    def from_records(cls, first: int, raw: bytes) -> _Index:
+    def from_records(cls, first: int, raw: bytes) -> PartIndex:
         """Columns of raw part records (``shm.layout.PART``, little endian) numbered from
         ``first``, cut out with strided slices: no per-part Python objects."""
         n = len(raw) // REC_SIZE
@@ -187,13 +189,13 @@ class _Index:
             raw[28::REC_SIZE].translate(_LOW_BIT),  # flags bit 0: keyframe
         )
 
-    def window(self, begin: int | None, stop: int | None) -> _Index:
+    def window(self, begin: int | None, stop: int | None) -> PartIndex:
         """The parts with ``begin <= dts <= stop`` (dts ascend within a track)."""
         lo = 0 if begin is None else bisect.bisect_left(self.dts, begin)
         hi = len(self.dts) if stop is None else bisect.bisect_right(self.dts, stop)
         if (lo, hi) == (0, len(self.dts)):
             return self
-        return _Index(
+        return PartIndex(
             self.numbers[lo:hi],
             self.dts[lo:hi],
             self.offset[lo:hi],
@@ -288,7 +290,7 @@ class _TrackCursor:
 class Layout:
     """A built progressive MP4: header bytes, byte layout and the sample index behind it."""
 
-    def __init__(self, muxer: Any, index: dict[int, _Index]) -> None:
+    def __init__(self, muxer: Mp4ProgressiveMuxer, index: dict[int, PartIndex]) -> None:
         self.muxer = muxer
         self.index = index
         pieces = sum(len(i.dts) for i in index.values())
@@ -358,7 +360,7 @@ def build_layout(
         reader.select([t.id for t in tracks])
         wanted = opts.start if opts.start >= 0 else max(t.lastms for t in tracks) + opts.start
         begin = reader.seek(max(0, wanted))
-    index = {t.id: _Index.from_records(*records[t.id]).window(begin, opts.stop) for t in tracks}
+    index = {t.id: PartIndex.from_records(*records[t.id]).window(begin, opts.stop) for t in tracks}
     used = [t for t in tracks if index[t.id].dts]
     if not used:
         return None
@@ -426,7 +428,7 @@ async def progressive_mp4(
 
 async def _send_range(
     muxer: Any,
-    index: dict[int, _Index],
+    index: dict[int, PartIndex],
     start: int,
     stop: int,
     sink: Sink,

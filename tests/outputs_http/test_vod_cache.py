@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from array import array
 from pathlib import Path
 
+from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
 from outputs.http import vod
 from outputs.http.message import Request
 from outputs.selectors import parse_query
 from shm import StreamReader
+from shm.model import TrackMeta
 
 from .conftest import Server, Source, publish_vod, unique
 from .media import decode, ffprobe
@@ -123,23 +126,31 @@ async def test_changed_metadata_invalidates(source: Source) -> None:
     assert len(after) == len(before) and after != before
 
 
+def _layout(samples: int) -> vod.Layout:
+    """A real layout of one AAC track with ``samples`` 100-byte frames every 20 ms."""
+    track = TrackMeta(1, "audio", "AAC", init=bytes.fromhex("1210"), rate=48000, channels=2)
+    index = vod.PartIndex(
+        range(samples),
+        array("q", range(0, 20 * samples, 20)),
+        array("i", [0]) * samples,
+        array("I", [100]) * samples,
+        bytes([1]) * samples,
+    )
+    return vod.Layout(Mp4ProgressiveMuxer([track], {1: index}), {1: index})
+
+
 def test_cache_is_bounded() -> None:
-    class _Muxer:
-        def __init__(self, n: int) -> None:
-            self.n = n
-
-        def header(self) -> bytes:
-            return bytes(self.n)
-
-    cache = vod.LayoutCache(entries=3, max_bytes=10_000)
+    small, big = _layout(50), _layout(5000)
+    assert big.cost > 10 * small.cost
+    cache = vod.LayoutCache(entries=3, max_bytes=big.cost + small.cost // 2)
     for i in range(5):
-        cache.put(("s", i), vod.Layout(_Muxer(100), {}))
-    assert len(cache) == 3 and cache.get(("s", 0)) is None and cache.get(("s", 4)) is not None
+        cache.put(("s", i), small)
+    assert len(cache) == 3 and cache.get(("s", 0)) is None and cache.get(("s", 4)) is small
     cache.get(("s", 2))  # now the most recently used: survives the next insert
-    cache.put(("s", 5), vod.Layout(_Muxer(100), {}))
-    assert cache.get(("s", 3)) is None and cache.get(("s", 2)) is not None
-    cache.put(("big", 0), vod.Layout(_Muxer(9_950), {}))  # over the byte budget with others
-    assert len(cache) == 1 and cache.get(("big", 0)) is not None
+    cache.put(("s", 5), small)
+    assert cache.get(("s", 3)) is None and cache.get(("s", 2)) is small
+    cache.put(("big", 0), big)  # over the byte budget together with the others
+    assert len(cache) == 1 and cache.get(("big", 0)) is big
 
 
 def test_server_serves_new_content_after_restart(
