@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ BITRATE = 2_000_000
 KEEP_RATIO = 0.9
 MAX_LAG_S = 1.0
 WARMUP_S = 2.5
+MIN_WINDOW_S = 4.0
 TARGETS = {"ratio_max_kept_mistpy_over_nginx": 1.0}
 
 
@@ -77,14 +79,22 @@ def _worker(port: int, names: list[str], source: str, seconds: float, out: Any) 
         view_stats = await asyncio.gather(*views)
         res = []
         for p, v in zip(pub_stats, view_stats, strict=True):
-            # From the viewer's own start: the first key may take a GOP (1 s) to come.
-            start = v.started + WARMUP_S
+            # The window opens WARMUP_S after the viewer asked (the first key may take a
+            # GOP to come), later if the first byte came late; it must stay long enough.
+            start = max(v.started + WARMUP_S, v.first_byte + 1.0)
             end = v.started + seconds - 1.3
-            viewed = v.kept_real_time(start, end, byte_rate, KEEP_RATIO) if v.status else False
+            late = not v.bytes or end - start < MIN_WINDOW_S
+            viewed = not late and v.status and v.kept_real_time(start, end, byte_rate, KEEP_RATIO)
             res.append(
                 {
                     "published": p.done and not p.error and p.max_lag <= MAX_LAG_S,
-                    "viewed": viewed,
+                    "viewed": bool(viewed),
+                    "late": late,
+                    "received_ratio": round(
+                        v.bytes_between(start, end) / byte_rate / (end - start), 2
+                    )
+                    if not late
+                    else 0.0,
                     "lag": p.max_lag,
                     "error": p.error or v.error,
                 }
@@ -92,6 +102,17 @@ def _worker(port: int, names: list[str], source: str, seconds: float, out: Any) 
         return res
 
     out.put(lc.run(main()))
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def _step(
@@ -107,29 +128,30 @@ def _step(
         )
         for w in range(workers)
     ]
-    watched = [psutil.Process(p) for p in pids()]
-    for p in watched:
-        p.cpu_percent(None)
+    before = _cpu_seconds(pids())
+    t0 = time.monotonic()
     for p in procs:
         p.start()
     results: list[dict[str, Any]] = []
     for _ in procs:
         results += q.get(timeout=seconds + 60)
-    cpu = 0.0
-    for p in [*watched, *(psutil.Process(x) for x in pids() if x not in {w.pid for w in watched})]:
-        try:
-            cpu += p.cpu_percent(None)
-        except psutil.NoSuchProcess:
-            pass
+    after = _cpu_seconds(pids())
+    # processes born during the step (one buffer per new stream) count from zero
+    used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+    cpu = 100 * used / (time.monotonic() - t0)
     for p in procs:
         p.join(10)
     kept = sum(1 for r in results if r["published"] and r["viewed"])
+    ratios = sorted(r["received_ratio"] for r in results if not r["late"])
     errors = sorted({r["error"] for r in results if r["error"]})[:3]
     return {
         "publishers": count,
         "kept": kept,
         "max_lag_s": round(max(r["lag"] for r in results), 3),
         "server_cpu_percent": round(cpu, 1),
+        "late_viewers": sum(1 for r in results if r["late"]),
+        "not_published": sum(1 for r in results if not r["published"]),
+        "min_received_ratio": ratios[0] if ratios else None,
         **({"errors": errors} if errors else {}),
     }
 
