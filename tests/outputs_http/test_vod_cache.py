@@ -17,8 +17,8 @@ from mistcodecs.mp4.progressive import Mp4ProgressiveMuxer
 from outputs.http import vod
 from outputs.http.message import Request
 from outputs.selectors import parse_query
-from shm import StreamReader
-from shm.model import TrackMeta
+from shm import StreamReader, StreamWriter
+from shm.model import StreamState, TrackMeta
 
 from .conftest import Server, Source, publish_vod, unique
 from .media import decode, ffprobe
@@ -181,3 +181,40 @@ def test_server_serves_new_content_after_restart(
     counts = {s["codec_type"]: int(s["nb_read_packets"]) for s in probe["streams"]}
     assert counts["video"] == video
     assert counts["audio"] == len(shorter.of(shorter.audio.id))
+
+
+def _check_columns(reader: StreamReader, track: int) -> tuple[int, int]:
+    """PartIndex.from_records matches the typed PartInfo records one by one."""
+    page = reader.track_page(track)
+    first, raw = vod.part_records(page)
+    cols = vod.PartIndex.from_records(first, raw)
+    parts = vod.track_parts(reader, track)
+    assert list(cols.numbers) == [p.number for p in parts]
+    assert list(cols.dts) == [p.dts for p in parts]
+    assert list(cols.offset) == [p.offset for p in parts]
+    assert list(cols.size) == [p.size for p in parts]
+    assert list(cols.keyframe) == [int(p.keyframe) for p in parts]
+    return first, page.parts_cap
+
+
+def test_columns_match_part_records(vod_stream: str, source: Source) -> None:
+    with StreamReader(vod_stream) as r:
+        for t in source.tracks:
+            assert _check_columns(r, t.id)[0] == 0
+
+
+def test_columns_across_ring_wrap() -> None:
+    """A live stream with a short DVR window: its parts ring wraps around."""
+    name = unique("wrap")
+    w = StreamWriter(name, live=True, dvr_ms=2000)
+    try:
+        w.add_track(TrackMeta(1, "video", "H264", init=b"\x01\x64\x00\x1f\xff", fpks=25000))
+        w.set_state(StreamState.READY)
+        for i in range(8192 + 60):  # the newest parts sit at the start of the 4096 ring
+            w.append(1, i * 40, (i % 3) * 40, i % 25 == 0, bytes([i % 251]) * (50 + i % 97))
+        with StreamReader(name) as r:
+            first, cap = _check_columns(r, 1)
+            end = r.track_page(1).counters()[1]
+            assert first > cap and (first % cap) + (end - first) > cap  # the copy wraps
+    finally:
+        w.close()
