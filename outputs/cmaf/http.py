@@ -58,6 +58,7 @@ from shm.model import TrackMeta
 VIDEO = frozenset({"H264", "HEVC", "AV1", "VP9"})
 AUDIO = frozenset({"AAC", "MP3", "AC3", "EAC3", "opus", "FLAC"})
 STYP = bytes(Ftyp("msdh", 0, ["msdh", "msix", "cmfs", "cmfc", "iso6"], kind="styp"))
+PART_HOLD_BACK_S = 1.5
 PARTS_PER_SEGMENT = 64  # mfhd sequence numbers: segment msn * 64 + part index + 1
 
 
@@ -162,7 +163,10 @@ def media(seg: StreamSegments, track: TrackMeta) -> Any:
     )
     if not seg.live:
         pl.playlist_type = "VOD"
-    if live_ll:
+    if live_ll and pl.server_control is not None:
+        # hold back 1.5 s (over 4 parts rather than the minimum 3): a player has room for a
+        # late part or a busy moment and still sits under 2 s behind live
+        pl.server_control.part_hold_back = max(PART_HOLD_BACK_S, 3 * seg.part_ms / 1000)
         open_parts = len(pl.open_parts)
         last_msn, last_part = (pl.next_msn, open_parts - 1) if open_parts else (pl.last_msn, None)
         if last_part is None and pl.segments:
