@@ -97,6 +97,19 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def output_path(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for an output file option (``-R``): the directory it goes in must
+    exist, so a bad path is a usage error (exit 2) before anything is read."""
+    if value is None or value == "-":
+        return value
+    parent = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"directory {parent} does not exist", param=param)
+    if not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"directory {parent} is not writable", param=param)
+    return value
+
+
 def open_source(source: str, timeout: float) -> Iterator[bytes]:
     """Yield chunks from a file, stdin (``-``) or an HTTP(S) URL."""
     if source == "-":

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import click
 
-from analysers.common import Analyser, make_main
+from analysers.common import Analyser, make_main, output_path
 from mistcodecs.errors import FormatError
 from mistcodecs.hls import (
     MediaPlaylist,
@@ -569,6 +569,7 @@ def _build() -> Any:
                 "--reconstruct",
                 default=None,
                 type=click.Path(dir_okay=False, writable=True),
+                callback=output_path,
                 help="Write the fetched segments to this file.",
             ),
             click.option(

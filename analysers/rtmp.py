@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from analysers.common import Analyser, make_main
+from analysers.common import Analyser, make_main, output_path
 from analysers.flv import FlvAnalyser
 from mistcodecs import flv
 from mistcodecs.rtmp import (
@@ -229,6 +229,7 @@ def _build() -> Any:
                 "reconstruct",
                 default=None,
                 type=click.Path(dir_okay=False, writable=True),
+                callback=output_path,
                 help="Write the received stream to this FLV file.",
             )
         ],

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import click
 
-from analysers.common import Analyser, make_main
+from analysers.common import Analyser, make_main, output_path
 from mistcodecs.errors import FormatError
 from mistcodecs.ts import TsDemuxer
 from mistcodecs.ts.packets import PCR_HZ, PID_NULL, PID_PAT, PacketSplitter, TsPacket
@@ -395,21 +395,37 @@ class TsAnalyser(Analyser):
         return worst
 
 
-def _pid(value: str | None) -> int | None:
-    return None if value is None else int(value, 0)
+def _pid(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """-P: a PID in decimal or 0x hex, 0..8191 (a usage error otherwise)."""
+    if value is None:
+        return None
+    try:
+        pid = int(value, 0)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a PID (decimal or 0x hex)", param=param
+        ) from None
+    if not 0 <= pid <= 0x1FFF:
+        raise click.BadParameter(f"PID {pid} is outside 0..8191", param=param)
+    return pid
 
 
 main = make_main(
-    lambda **kw: TsAnalyser(pid=_pid(kw.pop("pid", None)), raw=kw.pop("raw", None), **kw),
+    lambda **kw: TsAnalyser(pid=kw.pop("pid", None), raw=kw.pop("raw", None), **kw),
     __doc__ or "",
     [
         click.option(
-            "-P", "--pid", default=None, help="Only print (and -R) this PID (decimal or 0x hex)."
+            "-P",
+            "--pid",
+            default=None,
+            callback=_pid,
+            help="Only print (and -R) this PID (decimal or 0x hex).",
         ),
         click.option(
             "-R",
             "--raw",
             default=None,
+            callback=output_path,
             help="Write PES payloads of the -P PID (or all TS packets) to this file; - is stdout.",
         ),
     ],
