@@ -24,7 +24,7 @@ from aiohttp import web
 
 from common.log import DEFAULT_DEBUG
 from common.streamname import base_name, sanitize
-from controller import sysinfo
+from controller import prometheus
 from controller.auth import Authenticator, challenge_for, md5hex
 from controller.config_store import ConfigError, ConfigStore, normalise
 from controller.default_config import DATA_DIR, DEMO_FILE, build_default, make_demo_clip
@@ -32,6 +32,7 @@ from controller.desired import connector_specs, input_spec
 from controller.http_api import HttpApi
 from controller.logbook import Logbook, LogbookHandler
 from controller.programs import CapabilityCache
+from controller.stats import STAT_FIELDS, Monitor
 from controller.supervisor import Child, Spec, State, Supervisor
 from controller.udp_api import UdpApi
 from controller.version import RELEASE, VERSION
@@ -94,6 +95,8 @@ class Controller:
         self.online: dict[int, Any] = {}  # protocol index -> online value
         self.http: HttpApi | None = None
         self.udp: UdpApi | None = None
+        self.monitor = Monitor(self)  # triggers, sessions, statistics
+        self.source_overrides: dict[str, str] = {}  # STREAM_SOURCE answers
 
     # ---- startup ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -180,10 +183,15 @@ class Controller:
             f"API listening on http://{self.api_interface()}:{self.port}/api, UDP {self.udp_address[0]}:{self.udp_address[1]}",
         )
         self._cleanup_shm(startup=True)
+        self.monitor.start()
         refresher = asyncio.create_task(self._refresh_caps_loop(), name="capabilities")
         try:
-            await self._main_loop()
+            if await self.monitor.events.system_start():
+                await self._main_loop()
+            else:
+                self.logbook.emit("WARN", "SYSTEM_START trigger refused: shutting down")
         finally:
+            await self.monitor.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
@@ -224,6 +232,11 @@ class Controller:
         while True:
             while not self.events.empty():
                 event = self.events.get_nowait()
+                if event == "stop" and not await self.monitor.events.system_stop(
+                    "shutdown requested"
+                ):
+                    self.logbook.emit("WARN", "SYSTEM_STOP trigger refused the shutdown")
+                    continue
                 if event == "stop":
                     self.logbook.emit("INFO", "Shutting down")
                     return
@@ -324,6 +337,12 @@ class Controller:
         self.supervisor.heartbeat(pid, time.monotonic())
 
     def child_exited(self, child: Child, code: int) -> None:
+        if child.spec.kind == "input" and child.spec.stream:
+            argv = child.spec.argv
+            source = argv[argv.index("-s") + 2] if "-s" in argv[:-2] else ""
+            self.monitor.events.input_exited(
+                child.spec.stream, source, child.spec.program, child.pid, code
+            )
         cleanup = _shm()
         if cleanup is None:
             return
@@ -359,7 +378,12 @@ class Controller:
         return specs
 
     def input_spec(self, stream: str) -> Spec | str:
-        return input_spec(self.store.data["streams"], self.caps, stream)
+        streams = self.store.data["streams"]
+        override = self.source_overrides.get(stream)
+        conf = streams.get(base_name(stream))
+        if override and isinstance(conf, dict):
+            streams = {**streams, base_name(stream): {**conf, "source": override}}
+        return input_spec(streams, self.caps, stream)
 
     async def reconcile(self) -> None:
         specs = self.protocol_specs()
@@ -379,10 +403,26 @@ class Controller:
                 )
         self.supervisor.set_desired(specs)
         await self.supervisor.tick()
+        protocols = self.store.data["config"]["protocols"]
+        self.monitor.events.watch_outputs(
+            {
+                key: protocols[index]
+                for index, key in self.online.items()
+                if isinstance(key, str)
+                and key.startswith("out:")
+                and index < len(protocols)
+                and self.supervisor.running(key)
+            }
+        )
 
     async def ensure_input(self, stream: str) -> dict[str, Any]:
         name = sanitize(stream)
         reply: dict[str, Any] = {"stream": name}
+        running = self.supervisor.find_input(name)
+        if running is None or running.state not in (State.STARTING, State.RUNNING):
+            problem = await self._before_input(name)
+            if problem:
+                return {**reply, "status": "error", "error": problem}
         spec = self.input_spec(name)
         if not isinstance(spec, Spec):
             return {**reply, "status": "error", "error": spec}
@@ -401,6 +441,20 @@ class Controller:
         if child is None or child.state not in (State.STARTING, State.RUNNING):
             return {**reply, "status": "error", "error": f"could not start {spec.program}"}
         return {**reply, "status": "started"}
+
+    async def _before_input(self, name: str) -> str:
+        """STREAM_SOURCE (a blocking answer replaces the source) and STREAM_LOAD (false:
+        do not start). Returns why the input must not start, or ""."""
+        source = await self.monitor.events.rewrite("STREAM_SOURCE", [name], base_name(name))
+        if source:
+            if self.source_overrides.get(name) != source:
+                self.logbook.emit("INFO", f"STREAM_SOURCE: source of {name} is {source}", name)
+            self.source_overrides[name] = source
+        else:
+            self.source_overrides.pop(name, None)
+        if not await self.monitor.events.allowed("STREAM_LOAD", [name], name):
+            return "STREAM_LOAD trigger refused to load the stream"
+        return ""
 
     # ---- views for the API --------------------------------------------------------------------
     def now(self) -> float:
@@ -468,6 +522,7 @@ class Controller:
         for child in self.supervisor.children.values():
             if child.spec.kind == "input" and child.state in (State.STARTING, State.RUNNING):
                 names.add(child.spec.stream)
+        names.update(self.monitor.current_streams())
         return sorted(names)
 
     def streams_view(self) -> dict[str, Any]:
@@ -482,6 +537,10 @@ class Controller:
         return out
 
     def _stream_field(self, name: str, field: str) -> Any:
+        if field in STAT_FIELDS:
+            return self.monitor.stream_field(name, field)
+        if field == "tags":
+            return self.monitor.stream_tags(name)
         if field == "status":
             return STATUS_NAMES.get(self.stream_state(name), "Offline")
         if field == "pid":
@@ -524,40 +583,11 @@ class Controller:
         }
 
     def metrics_response(self, as_json: bool) -> web.Response:
-        load = sysinfo.load()
-        info = sysinfo.capability_info()
         if as_json:
-            body = {
-                "cpu": info["cpu_use"],
-                "mem_total": info["mem"]["total"],
-                "mem_used": info["mem"]["used"],
-                "logs": self.logbook.count,
-                "conf_streams": sorted(self.store.data["streams"]),
-                "curr": [0, len(self.active_names()), 0, 0, 0],
-            }
-            return web.json_response(body)
-        lines = [
-            "# HELP mist_logs Count of log messages since controller start.",
-            "# TYPE mist_logs counter",
-            f"mist_logs {self.logbook.count}",
-            "# HELP mist_cpu Total CPU usage in tenths of percent.",
-            "# TYPE mist_cpu gauge",
-            f"mist_cpu {info['cpu_use']}",
-            "# HELP mist_mem_total Total system memory in MiB.",
-            "# TYPE mist_mem_total gauge",
-            f"mist_mem_total {info['mem']['total']}",
-            "# HELP mist_mem_used Total used system memory in MiB.",
-            "# TYPE mist_mem_used gauge",
-            f"mist_mem_used {info['mem']['used']}",
-            "# HELP mist_shm_used Used shared memory in percent.",
-            "# TYPE mist_shm_used gauge",
-            f"mist_shm_used {load['shm']}",
-        ]
+            return web.json_response(prometheus.as_json(self, self.monitor))
         return web.Response(
-            text="\n".join(lines) + "\n",
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Prometheus": "0.0.4"},
+            text=prometheus.text(self, self.monitor),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
     def request_shutdown(self) -> None:
