@@ -43,7 +43,10 @@ class UdpApi(asyncio.DatagramProtocol):
             if isinstance(hb, dict) and isinstance(hb.get("pid"), int):
                 self.ctl.heartbeat(hb["pid"])
             return
-        task = asyncio.create_task(self._handle(request, addr), name=f"udp-api-{addr[1]}")
+        if self.ctl.monitor.handles(request):  # sessions and triggers: hot path, needs addr
+            task = asyncio.create_task(self._monitor(request, addr), name=f"udp-mon-{addr[1]}")
+        else:
+            task = asyncio.create_task(self._handle(request, addr), name=f"udp-api-{addr[1]}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -51,6 +54,11 @@ class UdpApi(asyncio.DatagramProtocol):
         ctx = api.Context(host=addr[0], local=True, authorized=True, minimal=True, udp=True)
         response = await api.handle(self.ctl, request, ctx)
         self._send(response, addr)
+
+    async def _monitor(self, request: dict[str, Any], addr: tuple[str, int]) -> None:
+        reply = await self.ctl.monitor.handle_datagram(request, addr)
+        if reply is not None:
+            self._send(reply, addr)
 
     def _send(self, obj: dict[str, Any], addr: tuple[str, int]) -> None:
         if self.transport is None or addr[1] == self.own_port:
