@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.streamname import sanitize
-from controller import sysinfo
+from controller import stats_api, sysinfo
 from controller.config_store import shape_problem
 
 if TYPE_CHECKING:
@@ -182,20 +183,43 @@ def _check_stream(name: Any, body: Any) -> tuple[str, dict[str, Any]]:
     return name, out
 
 
-def _streams(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+async def _stream_triggers(ctl: Controller, new: dict[str, Any], removed: list[str]) -> None:
+    """STREAM_ADD / STREAM_CONFIG / STREAM_REMOVE: a false answer drops that change
+    from ``new`` (added or changed) or keeps the stream (removed)."""
+    streams = ctl.store.data["streams"]
+    for name, body in list(new.items()):
+        old = streams.get(name)
+        if old == body:
+            continue
+        trigger = "STREAM_CONFIG" if old is not None else "STREAM_ADD"
+        if not await ctl.monitor.events.allowed(trigger, [name, json.dumps(body)], name):
+            if old is None:
+                del new[name]
+            else:
+                new[name] = old
+    for name in removed:
+        if name in streams and not await ctl.monitor.events.allowed("STREAM_REMOVE", [name], name):
+            new[name] = streams[name]
+
+
+async def _streams(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     if not isinstance(arg, dict):
         return None, False
     new = dict(_check_stream(n, b) for n, b in arg.items())
+    gone = [n for n in ctl.store.data["streams"] if n not in new]
+    await _stream_triggers(ctl, new, gone)
     ctl.store.data["streams"] = new
     ctl.logbook.emit("CONF", f"Streams replaced ({len(new)} configured)")
     return None, True
 
 
-def _addstream(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+async def _addstream(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     if not isinstance(arg, dict) or not arg:
         raise ApiError("addstream needs an object {name: {source: ...}}")
-    checked = [_check_stream(n, b) for n, b in arg.items()]
+    wanted = dict(_check_stream(n, b) for n, b in arg.items())
+    await _stream_triggers(ctl, wanted, [])
     streams = ctl.store.data["streams"]
+    checked = list(wanted.items())
     for name, body in checked:
         verb = "updated" if name in streams else "added"
         streams[name] = body
@@ -213,10 +237,12 @@ def _names(arg: Any) -> list[str]:
     raise ApiError("expected a stream name, a list of names or an object")
 
 
-def _deletestream(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+async def _deletestream(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     streams = ctl.store.data["streams"]
     changed = False
     for name in _names(arg):
+        if name in streams and not await ctl.monitor.events.allowed("STREAM_REMOVE", [name], name):
+            continue
         if streams.pop(name, None) is not None:
             ctl.logbook.emit("CONF", f"Stream {name} deleted", name)
             changed = True
@@ -367,4 +393,5 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("api_endpoint", _api_endpoint),
     ("shutdown", _shutdown),
     ("save", _save),
+    *stats_api.COMMANDS,
 )
