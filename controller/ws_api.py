@@ -1,10 +1,12 @@
 """The WebSocket API on ``/ws`` (reference 3.4): live log lines and stream states.
 
-Query: ``logs=N`` (the last N lines first) or ``logs=since:UNIX``, ``streams=1``.
+Query: ``logs=N`` (the last N lines first) or ``logs=since:UNIX``, ``accs=`` the same
+for access entries, ``streams=1``.
 The first frame is ``["auth", true|false]``; an unauthorized client must send
 ``["auth", {"username", "password"}]`` (password as for the HTTP API, against the
 challenge of its host) within 10 s. Then the server pushes ``["log", [time, kind, msg,
-stream, pid, exe, line]]`` for every new log line and, with ``streams=1``,
+stream, pid, exe, line]]`` for every new log line, ``["access", [time, session, stream,
+connector, host, duration, up, down, tags]]`` for every ended session and, with ``streams=1``,
 ``["stream", [name, status, viewers, inputs, outputs, tags]]`` whenever a stream's
 status changes (status codes 0..5, MistServer's). Nothing is sent while more than
 10 kB wait in the socket buffer (those frames are dropped).
@@ -62,9 +64,16 @@ async def handle_ws(
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(["log", record.to_api()])
 
+    def on_access(entry: list[Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(["access", entry])
+
     for record in _log_selection(list(ctl.logbook.records), request.query.get("logs", "")):
         await ws.send_json(["log", record.to_api()])
+    for entry in _access_selection(list(ctl.monitor.access), request.query.get("accs", "")):
+        await ws.send_json(["access", entry])
     ctl.logbook.listeners.append(on_log)
+    ctl.monitor.access_listeners.append(on_access)
     tasks = [asyncio.create_task(_pump(ws, queue, request.transport), name="ws-pump")]
     if request.query.get("streams") not in (None, "", "0"):
         tasks.append(asyncio.create_task(_streams(ctl, queue), name="ws-streams"))
@@ -74,12 +83,28 @@ async def handle_ws(
                 break
     finally:
         ctl.logbook.listeners.remove(on_log)
+        ctl.monitor.access_listeners.remove(on_access)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return ws
+
+
+def _access_selection(entries: list[list[Any]], spec: str) -> list[list[Any]]:
+    """``accs=N`` (the last N) or ``accs=since:UNIX`` over access entries (time first)."""
+    if spec.startswith("since:"):
+        try:
+            since = float(spec[6:])
+        except ValueError:
+            return []
+        return [e for e in entries if e[0] >= since]
+    try:
+        count = int(spec)
+    except ValueError:
+        return []
+    return entries[-count:] if count > 0 else []
 
 
 async def _wait_auth(api: HttpApi, ws: web.WebSocketResponse, host: str) -> bool:
@@ -128,11 +153,10 @@ async def _streams(ctl: Any, queue: asyncio.Queue[list[Any]]) -> None:
             status = ctl.stream_state(name) if name in ctl.active_names() else 0
             if last.get(name) != status:
                 last[name] = status
-                conf = ctl.store.data["streams"].get(name, {})
-                tags = conf.get("tags", []) if isinstance(conf, dict) else []
-                inputs = 1 if ctl.supervisor.find_input(name) is not None else 0
+                counts = ctl.monitor.stream_counts(name)
+                frame = [name, status, counts["viewers"], counts["inputs"], counts["outputs"]]
                 with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(["stream", [name, status, 0, inputs, 0, tags]])
+                    queue.put_nowait(["stream", [*frame, ctl.monitor.stream_tags(name)]])
         for gone in [n for n in last if n not in names]:
             del last[gone]
             with contextlib.suppress(asyncio.QueueFull):
