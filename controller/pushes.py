@@ -168,6 +168,13 @@ class PushManager:
         if split:
             plain = with_counter(plain)
         resolved = expand(plain, stream, counter)
+        rewritten = await self.ctl.monitor.events.rewrite(
+            "PUSH_OUT_START", [stream, resolved], stream
+        )
+        if rewritten is not None:
+            if not rewritten:
+                return "PUSH_OUT_START trigger refused the push"
+            resolved = rewritten
         argv = self.program_for(resolved)
         if isinstance(argv, str):
             return argv
@@ -251,6 +258,18 @@ class PushManager:
 
     def _exited(self, push: Push, now: float) -> None:
         how = "stopped" if push.stopping else f"exited with {push.exit_code}"
+        self.ctl.monitor.events.push_ended(
+            push.id,
+            push.stream,
+            push.orig_target,
+            push.target,
+            list(push.logs),
+            push.row()[5],
+            " ".join(push.argv),
+            push.started,
+            push.exit_code,
+            push.stopping,
+        )
         self.ctl.logbook.emit("INFO", f"push {push.id} ({push.target}) {how}", push.stream)
         if push.auto_id and not push.stopping:
             key = (push.auto_id, push.stream)
