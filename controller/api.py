@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.streamname import sanitize
-from controller import stats_api, sysinfo
+from controller import pushes, stats_api, sysinfo
 from controller.config_store import shape_problem
 
 if TYPE_CHECKING:
@@ -394,4 +394,5 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("shutdown", _shutdown),
     ("save", _save),
     *stats_api.COMMANDS,
+    *pushes.COMMANDS,
 )
