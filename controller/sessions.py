@@ -100,7 +100,7 @@ class Session:
     retrans: int = 0
     position: int = 0
     idle_since: float | None = None  # monotonic; None while a connection is open
-    hosts: dict[str, float] = field(default_factory=dict)  # name -> seconds connected
+    hosts: dict[str, float] = field(default_factory=dict)  # name -> connection-seconds
     connectors: dict[str, float] = field(default_factory=dict)
     streams: dict[str, float] = field(default_factory=dict)
     history: deque[tuple[int, int, int, int, int, int, int]] = field(
@@ -238,8 +238,10 @@ class SessionTable:
                 if unknown is not None and not closing:
                     unknown.append(row[0])
                 continue
-            values = [v if isinstance(v, int) and v >= 0 else 0 for v in row[1:7]]
-            values += [0] * (6 - len(values))
+            values = row[1:7]
+            if len(values) != 6 or not all(type(v) is int and v >= 0 for v in values):
+                values = [v if isinstance(v, int) and v >= 0 else 0 for v in values]
+                values += [0] * (6 - len(values))
             self._apply(conn, *values)
             conn.seen = mono
             if closing:
@@ -251,37 +253,40 @@ class SessionTable:
     def _apply(
         self, conn: Conn, down: int, up: int, packets: int, lost: int, retrans: int, pos: int
     ) -> None:
-        deltas = (
-            max(0, down - conn.down),
-            max(0, up - conn.up),
-            max(0, packets - conn.packets),
-            max(0, lost - conn.lost),
-            max(0, retrans - conn.retrans),
-        )
-        conn.down, conn.up, conn.packets, conn.lost, conn.retrans = (
-            max(conn.down, down),
-            max(conn.up, up),
-            max(conn.packets, packets),
-            max(conn.lost, lost),
-            max(conn.retrans, retrans),
-        )
+        # Counters are cumulative per connection; a smaller value (a reordered datagram)
+        # changes nothing.
         conn.position = pos
+        d_down = down - conn.down if down > conn.down else 0
+        d_up = up - conn.up if up > conn.up else 0
+        d_pkt = packets - conn.packets if packets > conn.packets else 0
+        d_lost = lost - conn.lost if lost > conn.lost else 0
+        d_re = retrans - conn.retrans if retrans > conn.retrans else 0
         sess = self.sessions.get(conn.sessid)
         if sess is not None:
-            sess.down += deltas[0]
-            sess.up += deltas[1]
-            sess.packets += deltas[2]
-            sess.lost += deltas[3]
-            sess.retrans += deltas[4]
             sess.position = pos
-        for key, delta in zip(self.total, deltas, strict=True):
-            self.total[key] += delta
-        acc = self.accs.setdefault(conn.stream, StreamAcc())
-        acc.down += deltas[0]
-        acc.up += deltas[1]
-        acc.packets += deltas[2]
-        acc.lost += deltas[3]
-        acc.retrans += deltas[4]
+        if not (d_down or d_up or d_pkt or d_lost or d_re):
+            return
+        conn.down += d_down
+        conn.up += d_up
+        conn.packets += d_pkt
+        conn.lost += d_lost
+        conn.retrans += d_re
+        total = self.total
+        total["down"] += d_down
+        total["up"] += d_up
+        total["packets"] += d_pkt
+        total["lost"] += d_lost
+        total["retrans"] += d_re
+        acc = self.accs.get(conn.stream)
+        if acc is None:
+            acc = self.accs[conn.stream] = StreamAcc()
+        for target in (sess, acc):
+            if target is not None:
+                target.down += d_down
+                target.up += d_up
+                target.packets += d_pkt
+                target.lost += d_lost
+                target.retrans += d_re
 
     def close(self, cid: str) -> None:
         conn = self.conns.pop(cid, None)
@@ -292,6 +297,13 @@ class SessionTable:
         )
         sess = self.sessions.get(conn.sessid)
         if sess is not None:
+            secs = max(0.0, time.time() - conn.opened)  # connection-seconds, for USER_END
+            for table, key in (
+                (sess.hosts, conn.host),
+                (sess.connectors, conn.connector),
+                (sess.streams, conn.stream),
+            ):
+                table[key] = table.get(key, 0.0) + secs
             sess.conns.discard(cid)
             if not sess.conns:
                 sess.idle_since = time.monotonic()
@@ -305,17 +317,6 @@ class SessionTable:
         viewers_by_stream: dict[str, int] = {}
         for sess in list(self.sessions.values()):
             if sess.current(mono):
-                for cid in sess.conns:
-                    conn = self.conns.get(cid)
-                    if conn is None:
-                        continue
-                    sess.hosts[conn.host] = sess.hosts.get(conn.host, 0.0) + dt / len(sess.conns)
-                    sess.connectors[conn.connector] = sess.connectors.get(
-                        conn.connector, 0.0
-                    ) + dt / len(sess.conns)
-                    sess.streams[conn.stream] = sess.streams.get(conn.stream, 0.0) + dt / len(
-                        sess.conns
-                    )
                 if sess.kind == "viewer":
                     viewers_by_stream[sess.stream] = viewers_by_stream.get(sess.stream, 0) + 1
                 sess.history.append(

