@@ -185,6 +185,9 @@ class Controller:
         self._cleanup_shm(startup=True)
         self.monitor.start()
         refresher = asyncio.create_task(self._refresh_caps_loop(), name="capabilities")
+        from controller import pushes  # auto pushes already in the config start at boot
+
+        pushes.attach(self)
         try:
             if await self.monitor.events.system_start():
                 await self._main_loop()
