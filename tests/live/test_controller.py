@@ -24,7 +24,12 @@ from .test_e2e import check_decoded, http_capture
 
 
 @pytest.fixture(scope="module")
-def mist(module_factory: Callable[..., Mist]) -> Iterator[tuple[Mist, int, int]]:
+def boot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bootrec")
+
+
+@pytest.fixture(scope="module")
+def mist(module_factory: Callable[..., Mist], boot_dir: Path) -> Iterator[tuple[Mist, int, int]]:
     rtmp, http = free_port(), free_port()
     cfg = base_config(0)
     cfg["config"]["protocols"] = [
@@ -37,7 +42,10 @@ def mist(module_factory: Callable[..., Mist]) -> Iterator[tuple[Mist, int, int]]
         "deny": {"name": "deny", "source": "push://192.0.2.1"},
         "rec": {"name": "rec", "source": "push://"},
         "auto": {"name": "auto", "source": "push://", "resume": 1},
+        "boot": {"name": "boot", "source": "push://", "resume": 1},
     }
+    # an auto push already in the config file: must work without any push API call
+    cfg["auto_push"] = {"bootrule": {"stream": "boot", "target": str(boot_dir / "$stream.flv")}}
     m = module_factory(cfg, args=["-g", "4"], builtin=True)
 
     def online() -> bool:
@@ -90,20 +98,22 @@ def test_push_password_and_whitelist(mist: tuple[Mist, int, int], tmp_path: Path
     wait_for(lambda: stream_state("sec") is None and not shm_names("sec"), 15, "stream end")
 
 
-def _push_api_wired() -> bool:
-    from controller import api
-
-    return any(key == "push_start" for key, _ in api.COMMANDS)
-
-
-needs_push_api = pytest.mark.skipif(not _push_api_wired(), reason="push API not in COMMANDS yet")
-
-
 def _pushes(m: Mist) -> list[Any]:
     return list(m.api({"push_list": True}).get("push_list", []))
 
 
-@needs_push_api
+def test_auto_push_from_config_at_boot(mist: tuple[Mist, int, int], boot_dir: Path) -> None:
+    m, rtmp, _ = mist
+    pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/boot", 30)
+    out = boot_dir / "boot.flv"
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 100_000, 30, "boot recording")
+    finally:
+        stop_proc(pub)
+    wait_for(lambda: not _pushes(m), 20, "the recording to end with the stream")
+    check_decoded(decode(out), 25)
+
+
 def test_push_api_restream_and_recording(mist: tuple[Mist, int, int], tmp_path: Path) -> None:
     m, rtmp, _ = mist
     pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/rec", 30)
@@ -136,20 +146,20 @@ def test_push_api_restream_and_recording(mist: tuple[Mist, int, int], tmp_path: 
         stop_proc(pub)
 
 
-@needs_push_api
 def test_auto_push_split_recording(mist: tuple[Mist, int, int], tmp_path: Path) -> None:
     m, rtmp, _ = mist
     target = str(tmp_path / "auto_$stream_$segmentCounter.ts?split=3")
     reply = m.api({"push_auto_add": {"stream": "auto", "target": target}})
     rules = reply["push_auto_add"]
-    assert [r["target"] for r in rules.values()] == [target]
+    mine = [k for k in rules if k != "bootrule"]
+    assert [rules[k]["target"] for k in mine] == [target]
     assert m.api({"push_auto_list": True})["push_auto_list"] == rules
     pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/auto", 30)
     try:
         files = [tmp_path / f"auto_auto_{i}.ts" for i in range(3)]
         wait_for(lambda: files[2].exists() and files[2].stat().st_size > 50_000, 40, "3 segments")
-        removed = m.api({"push_auto_remove": list(rules)})["push_auto_remove"]
-        assert removed == {}
+        left = m.api({"push_auto_remove": mine})["push_auto_remove"]
+        assert list(left) == ["bootrule"]
         wait_for(lambda: not _pushes(m), 15, "auto pushes to stop")
     finally:
         stop_proc(pub)
@@ -157,4 +167,4 @@ def test_auto_push_split_recording(mist: tuple[Mist, int, int], tmp_path: Path) 
         d = decode(f)
         check_decoded(d, 50)  # ~3 s each (+ up to a GOP of overlap)
     saved = json.loads(m.config.read_text())
-    assert not saved.get("auto_push")
+    assert list(saved["auto_push"]) == ["bootrule"]
