@@ -39,7 +39,7 @@ SCRIPT = """<script>
     if (force !== "hlsjs" && video.canPlayType("application/vnd.apple.mpegurl")) { return false; }
     lib("hlsjs.js", function () {
       // catch up (up to 1.5x) after a stall instead of staying further behind live
-      var player = new window.Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5 });
+      var player = new window.Hls({ lowLatencyMode: true, backBufferLength: 90, maxLiveSyncPlaybackRate: 1.5 });
       window.mistHls = player;
       player.loadSource(source.relurl);
       player.attachMedia(video);
