@@ -152,26 +152,43 @@ class Monitor:
         return out
 
     def _sample(self, second: int, dt: float) -> None:
+        """One second of totals: per (stream, connector, kind) the current sessions and the
+        bytes/packets reported since the previous tick; per session its bytes/s."""
         sample: Sample = {}
-        seen: set[str] = set()
+        last_all, fresh = self._last, {}
+        scale = dt if dt > 0 else 1.0
         mono = time.monotonic()
-        for sess in self.sessions.sessions.values():
+        for sid, sess in self.sessions.sessions.items():
             if not sess.current(mono):
                 continue
-            seen.add(sess.sessid)
             now_vals = (sess.down, sess.up, sess.packets, sess.lost, sess.retrans)
-            last = self._last.get(sess.sessid, (0, 0, 0, 0, 0))
-            deltas = [max(0, a - b) for a, b in zip(now_vals, last, strict=True)]
-            self._last[sess.sessid] = now_vals
-            scale = dt if dt > 0 else 1.0
-            self.bps[sess.sessid] = (int(deltas[0] / scale), int(deltas[1] / scale))
-            row = sample.setdefault((sess.stream, sess.connector, sess.kind), [0] * 6)
-            row[0] += 1
-            for i, d in enumerate(deltas):
-                row[i + 1] += d
-        for gone in [s for s in self._last if s not in seen]:
-            del self._last[gone]
-            self.bps.pop(gone, None)
+            fresh[sid] = now_vals
+            last = last_all.get(sid)
+            if last is None:
+                deltas = now_vals
+            else:  # counters only grow
+                deltas = (
+                    now_vals[0] - last[0],
+                    now_vals[1] - last[1],
+                    now_vals[2] - last[2],
+                    now_vals[3] - last[3],
+                    now_vals[4] - last[4],
+                )
+            self.bps[sid] = (int(deltas[0] / scale), int(deltas[1] / scale))
+            key = (sess.stream, sess.connector, sess.kind)
+            row = sample.get(key)
+            if row is None:
+                sample[key] = [1, *deltas]
+            else:
+                row[0] += 1
+                row[1] += deltas[0]
+                row[2] += deltas[1]
+                row[3] += deltas[2]
+                row[4] += deltas[3]
+                row[5] += deltas[4]
+        self._last = fresh
+        for gone in [s for s in self.bps if s not in fresh]:
+            del self.bps[gone]
         self.history.append((second, sample))
 
     # ---- stream state ------------------------------------------------------------------------
