@@ -1,0 +1,97 @@
+"""The shared benchmark pieces the reliability suite also uses: the nginx peer, the load
+clients (checked against nginx-rtmp and nginx's static files, and by ffprobe), and the
+report writer that must keep the hand-written part of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import loadclient as lc
+from bench import report
+from bench.peers import Nginx, nginx_available
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.fixture(scope="module")
+def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tools") / "src.flv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "4", "-c:v", "libx264",
+         "-preset", "ultrafast", "-g", "25", "-x264-params", "log-level=none",
+         "-c:a", "aac", "-f", "flv", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_read_flv_tags_matches_ffprobe(flv: Path) -> None:
+    tags = lc.read_flv_tags(flv)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time", "-of", "json", str(flv)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    packets = json.loads(probe.stdout)["packets"]
+    # frames are the tags of packet type 1 (0: sequence header, 2: end of sequence)
+    for kind in ("video", "audio"):
+        mine = [t for t in tags if t.kind == kind and t.body[1] == 1]
+        theirs = [p for p in packets if p["codec_type"] == kind]
+        assert len(mine) == len(theirs)
+    last_audio = max(float(p["pts_time"]) for p in packets if p["codec_type"] == "audio")
+    assert max(t.timestamp for t in tags if t.kind == "audio") == round(last_audio * 1000)
+    truncated = flv.with_suffix(".cut.flv")
+    truncated.write_bytes(flv.read_bytes()[:-5])  # into the last tag (end of sequence)
+    assert len(lc.read_flv_tags(truncated)) == len(tags) - 1
+    junk = flv.with_name("junk.flv")
+    junk.write_bytes(b"not an flv at all")
+    with pytest.raises(lc.LoadError):
+        lc.read_flv_tags(junk)
+
+
+@pytest.mark.skipif(not nginx_available(), reason="nginx with the RTMP module not installed")
+def test_publisher_and_viewers_against_nginx(flv: Path, tmp_path: Path) -> None:
+    tags = lc.read_flv_tags(flv)
+    sent = sum(len(t.body) for t in tags)
+    (tmp_path / "seg.ts").write_bytes(bytes(range(256)) * 1000)
+    with Nginx(rtmp=True, http_root=tmp_path) as ngx:
+
+        async def main() -> tuple[lc.PublishStats, lc.ViewerStats, lc.GetStats]:
+            import asyncio
+
+            pub = asyncio.ensure_future(
+                lc.rtmp_publisher("127.0.0.1", ngx.rtmp_port, "live", "k", tags)
+            )
+            await asyncio.sleep(0.5)
+            view = asyncio.ensure_future(
+                lc.rtmp_viewer("127.0.0.1", ngx.rtmp_port, "live", "k", 4.0)
+            )
+            gets = await lc.http_get_loop("127.0.0.1", ngx.http_port, ["/seg.ts"], 1.0)
+            return await pub, await view, gets
+
+        pub, view, gets = lc.run(main())
+    assert pub.done and not pub.error and pub.sent_tags == len(tags)
+    assert pub.sent_bytes > sent  # the payload plus chunk headers
+    assert pub.max_lag < 0.5  # paced by the timestamps, never behind
+    assert view.status == 1 and not view.error
+    assert 0.4 * sent < view.bytes < 1.2 * sent  # joined 0.5 s late, at a keyframe
+    assert gets.requests > 10 and gets.errors == 0 and gets.bytes == gets.requests * 256_000
+
+
+def test_report_keeps_the_hand_written_part(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# B\n\nintro\n\n{report.START}\nold\n{report.END}\n\n## Later\n\nkept\n")
+    report.write(doc, {"s": {"a": 1, "b": {"c": [1, 2]}, "t": "x|y"}}, quick=True)
+    text = doc.read_text()
+    assert text.startswith("# B\n\nintro\n\n" + report.START)
+    assert text.endswith(report.END + "\n\n## Later\n\nkept\n")
+    assert "old" not in text
+    assert "| s | a | 1 |" in text and "| s | b.c | [1, 2] |" in text and "x\\|y" in text
+    assert "Machine: cpu:" in text
+    fresh = tmp_path / "new.md"
+    report.write(fresh, {"s": {"a": 1}}, quick=False)
+    assert report.START in fresh.read_text() and "full runs" in fresh.read_text()
