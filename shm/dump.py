@@ -1,17 +1,28 @@
 """MistUtilMETA: print a stream's metadata, index and viewers straight from shared memory.
 
-``MistUtilMETA <stream>`` (``--json``, ``-w/--watch``), ``MistUtilMETA --list``.
+``MistUtilMETA <stream>`` (``-w/--watch``, ``--list``) with the shared analyser flags
+(``analysers.common``): ``-D/--detail`` (0 summary only, 1 tracks, 2 rings, pages and
+readers, 3 every key), ``-V/--validate`` (also walk every part and key record; with
+``--watch`` on a live stream, exit 4 once its media time falls more than 2 s behind
+the wall clock),
+``-T/--timeout`` (wait this long for the stream to appear; ends ``--watch``),
+``-g/--debug``, ``--json`` (one JSON object per snapshot, with ``problems`` and
+``summary``). Exit 0: consistent; 1: problems found (dead writer, rings out of order,
+INVALID stream...); 2: the stream is not on the bus. The one-line summary comes last.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
 
 import click
 import posix_ipc
+
+from analysers.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, EXIT_TOO_SLOW
 
 from . import layout as L
 from .cleanup import list_streams, writer_alive
@@ -38,6 +49,7 @@ def snapshot(stream: str) -> dict[str, Any]:
             "stream": stream,
             "live": meta.live,
             "source": meta.source,
+            "error": meta.error,
             "version": meta.version,
             "closed": mp.status == L.META_STATUS_CLOSED,
             "writer_alive": writer_alive(stream),
@@ -132,6 +144,8 @@ def render(snap: dict[str, Any]) -> str:
     ]
     if snap["source"]:
         lines.append(f"  source: {snap['source']}")
+    if snap.get("error"):
+        lines.append(f"  error: {snap['error']}")
     for tid, t in snap["tracks"].items():
         desc = (
             f"{t['width']}x{t['height']}"
@@ -162,28 +176,187 @@ def render(snap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+PROG = "MistUtilMETA"
+
+
+def check(snap: dict[str, Any], pages: dict[int, TrackPage], deep: bool) -> list[str]:
+    """Problems of a snapshot; ``deep`` also walks every part and key record."""
+    problems: list[str] = []
+    if not snap["writer_alive"] and not snap["closed"]:
+        problems.append("writer is dead and its pages were not cleaned up")
+    if snap["state"] == "INVALID":
+        problems.append(f"stream is INVALID: {snap.get('error') or 'no reason given'}")
+    for tid, t in snap["tracks"].items():
+        if "parts" not in t:
+            problems.append(f"track {tid}: track page {t['page']!r} missing")
+            continue
+        for ring, key in (("parts", "parts"), ("keys", "keys"), ("fragments", "fragments")):
+            start, end = t[key]
+            if end < start or end - start > t["capacity"][ring]:
+                problems.append(f"track {tid}: {ring} ring {start}..{end} out of order")
+        gs, ge = t["pages_range"]
+        if ge < gs or ge - gs > t["capacity"]["pages"]:
+            problems.append(f"track {tid}: pages ring {gs}..{ge} out of order")
+        page = pages.get(tid)
+        if deep and page is not None:
+            problems.extend(_walk(tid, page))
+    return problems
+
+
+def _walk(tid: int, page: TrackPage) -> list[str]:
+    out: list[str] = []
+    ps, pe, ks, ke, *_ = page.counters()
+    last = None
+    for n in range(ps, pe):
+        p = page.part(n)
+        if last is not None and p.dts < last:
+            out.append(f"track {tid}: part {n} dts {p.dts} < previous {last}")
+            break
+        if not ks <= p.key < max(ke, ks + 1):
+            out.append(f"track {tid}: part {n} names key {p.key} outside {ks}..{ke - 1}")
+            break
+        last = p.dts
+    prev = None
+    key_infos = page.keys()  # TrackPage.keys(): the key records, not a dict view
+    for k in key_infos:
+        if prev is not None and k.time < prev:
+            out.append(f"track {tid}: key {k.number} time {k.time} < previous {prev}")
+            break
+        if k.number > ks and not ps <= k.first_part <= pe:
+            out.append(
+                f"track {tid}: key {k.number} starts at part {k.first_part} outside {ps}..{pe}"
+            )
+            break
+        prev = k.time
+    return out
+
+
+def summary_line(snap: dict[str, Any], problems: list[str]) -> str:
+    status = "valid" if not problems else f"{len(problems)} problem(s)"
+    kind = "live" if snap["live"] else "vod"
+    return (
+        f"{PROG}: {status} stream={snap['stream']} type={kind} state={snap['state']} "
+        f"tracks={len(snap['tracks'])} readers={len(snap['readers'])}"
+    )
+
+
+def _inspect(
+    stream: str, deep: bool, list_keys: bool
+) -> tuple[dict[str, Any], list[str], dict[int, list[str]]]:
+    """Snapshot + problems (+ each track's keys as text when ``list_keys``)."""
+    snap = snapshot(stream)
+    pages: dict[int, TrackPage] = {}
+    segs: list[Segment] = []
+    keys: dict[int, list[str]] = {}
+    try:
+        for tid, t in snap["tracks"].items():
+            if "parts" not in t:
+                continue
+            try:
+                seg = Segment.open(t["page"], keep_fd=False)
+            except posix_ipc.ExistentialError:
+                continue
+            segs.append(seg)
+            pages[tid] = TrackPage(seg)
+            if not list_keys:
+                continue
+            key_infos = pages[tid].keys()
+            keys[tid] = [
+                f"key {k.number}: {k.time} ms, parts {k.first_part}+{k.parts}, {k.size} bytes, "
+                f"{k.duration} ms, page {k.page}"
+                for k in key_infos
+            ]
+        problems = check(snap, pages, deep)
+    finally:
+        pages.clear()
+        for seg in segs:
+            seg.close()
+    return snap, problems, keys
+
+
+def _show(snap: dict[str, Any], problems: list[str], keys: dict[int, list[str]], detail: int,
+          as_json: bool) -> None:  # fmt: skip
+    line = summary_line(snap, problems)
+    if as_json:
+        rec = dict(snap, problems=problems, summary=line) if detail else {"summary": line}
+        click.echo(json.dumps(rec, default=str))
+        return
+    if detail:
+        text = render(snap)
+        if detail < 2:  # tracks only: drop the ring, page and reader lines
+            text = "\n".join(x for x in text.splitlines() if not x.startswith("    "))
+        click.echo(text)
+        if detail >= 3:
+            for tid, lines in keys.items():
+                click.echo(f"  track {tid} keys:")
+                for x in lines:
+                    click.echo("    " + x)
+    for p in problems:
+        click.echo(f"PROBLEM: {p}")
+    click.echo(line)
+
+
+@click.command(help="Show STREAM's metadata, index and readers from shared memory.")
 @click.argument("stream", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("-D", "--detail", type=click.IntRange(0, 10), default=2, show_default=True)
+@click.option(
+    "-V", "--validate", is_flag=True,
+    help="Also check every part and key record; with -w, exit 4 when a live stream lags.",
+)  # fmt: skip
+@click.option(
+    "-T", "--timeout", type=float, default=0.0,
+    help="Wait this long for the stream to appear; ends --watch (0: never).",
+)  # fmt: skip
+@click.option("-g", "--debug", type=click.IntRange(0, 10), default=3)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per snapshot.")
 @click.option("-w", "--watch", is_flag=True, help="Reprint every second.")
 @click.option("--list", "list_", is_flag=True, help="List the streams on the bus.")
-def main(stream: str | None, as_json: bool, watch: bool, list_: bool) -> None:
-    """Show STREAM's metadata, index and readers from shared memory."""
+def main(
+    stream: str | None,
+    detail: int,
+    validate: bool,
+    timeout: float,
+    debug: int,
+    as_json: bool,
+    watch: bool,
+    list_: bool,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug >= 4 else logging.WARNING)
     if list_ or stream is None:
         names = list_streams()
         click.echo(json.dumps(names) if as_json else "\n".join(names))
         return
+    started = time.monotonic()
+    worst = EXIT_OK
+    paced: tuple[float, int] | None = None  # (wall, media ms) of the first live snapshot
     while True:
         try:
-            snap = snapshot(stream)
+            snap, problems, keys = _inspect(stream, validate, detail >= 3 and not as_json)
         except (posix_ipc.ExistentialError, ShmFormatError) as exc:
-            click.echo(f"MistUtilMETA: stream {stream!r} is not on the bus ({exc})", err=True)
-            sys.exit(1)
-        click.echo(json.dumps(snap, default=str) if as_json else render(snap))
-        if not watch:
-            return
+            if time.monotonic() - started < timeout:
+                time.sleep(0.1)
+                continue
+            click.echo(f"{PROG}: stream {stream!r} is not on the bus ({exc})", err=True)
+            click.echo(f"{PROG}: unreadable source stream={stream} (not on the bus)")
+            sys.exit(EXIT_ERROR)
+        media = max((t.get("lastms", 0) for t in snap["tracks"].values()), default=0)
+        now = time.monotonic()
+        if validate and watch and snap["live"] and not snap["closed"]:
+            if paced is None:
+                paced = (now, media)
+            elif (now - paced[0]) - (media - paced[1]) / 1000 > 2.0:
+                lag = now - paced[0] - (media - paced[1]) / 1000
+                problems.append(f"data arrives too slowly: media time {lag:.1f} s behind")
+                _show(snap, problems, keys, detail, as_json)
+                sys.exit(EXIT_TOO_SLOW)
+        _show(snap, problems, keys, detail, as_json)
+        if problems:
+            worst = EXIT_PROBLEMS
+        if not watch or (timeout and time.monotonic() - started >= timeout):
+            sys.exit(worst)
         time.sleep(1.0)
-        click.echo("")
+        if not as_json:
+            click.echo("")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ def test_help_lists_the_shared_flags() -> None:
             assert flag in res.stdout, f"{prog} --help does not mention {flag}"
 
 
-@pytest.mark.xfail(strict=True, reason="MistUtilMETA --help has no -D/-V/-T/-g (shm/dump.py)")
 def test_meta_help_lists_the_shared_flags() -> None:
     res = cli("MistUtilMETA", "--help")
     assert res.returncode == 0
@@ -153,10 +152,6 @@ def test_meta_on_a_live_stream(stream: str) -> None:
     assert text.returncode == 0 and "video H264 64x64" in text.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MistUtilMETA (shm/dump.py) lacks the shared analyser flags -D/-V/-T/-g",
-)
 def test_meta_accepts_the_shared_flags(stream: str) -> None:
     with StreamWriter(stream) as w:
         w.add_track(TrackMeta(0, "audio", "AAC", init=b"\x12\x08", rate=44100, channels=1))
@@ -164,11 +159,6 @@ def test_meta_accepts_the_shared_flags(stream: str) -> None:
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MistUtilMETA exits 1 (not 2) when the stream is not on the bus, and prints "
-    "no one-line summary on stdout",
-)
 def test_meta_missing_stream_exits_2(stream: str) -> None:
     res = cli("MistUtilMETA", stream)
     assert "not on the bus" in res.stderr and "Traceback" not in res.stderr

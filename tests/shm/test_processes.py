@@ -93,7 +93,8 @@ def test_mistutilmeta_cli(stream: str) -> None:
         assert stream in listing.split()
         r.close()
     bad = subprocess.run([*run, stream], capture_output=True, text=True, timeout=30)
-    assert bad.returncode == 1 and "not on the bus" in bad.stderr
+    assert bad.returncode == 2 and "not on the bus" in bad.stderr
+    assert bad.stdout.strip().splitlines()[-1].startswith("MistUtilMETA: unreadable")
 
 
 def _fan_out(stream: str, readers: int, seconds: int, speed: float, kill_one: bool) -> None:
