@@ -198,31 +198,16 @@ BAD_OPTIONS = [
         "MistAnalyserTS",
         ("-R", "{missing}/x.ts"),
         id="ts-raw-unwritable",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="MistAnalyserTS -R into a missing directory: FileNotFoundError traceback from "
-            "TsAnalyser.__init__ (make_main calls the factory outside any error handling)",
-        ),
     ),
     pytest.param(
         "MistAnalyserTS",
         ("-P", "abc"),
         id="ts-pid-not-a-number",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="MistAnalyserTS -P abc: ValueError traceback from int(value, 0) in _pid(); "
-            "the option has no click type",
-        ),
     ),
     pytest.param(
         "MistAnalyserRTMP",
         ("-R", "{missing}/x.flv"),
         id="rtmp-reconstruct-unwritable",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="MistAnalyserRTMP -R into a missing directory: FileNotFoundError traceback "
-            "from RtmpAnalyser.__init__ (click.Path(writable=True) does not check the parent)",
-        ),
     ),
     pytest.param("MistAnalyserFLV", ("-F", "bogus"), id="flv-filter-unknown"),
 ]
@@ -238,11 +223,6 @@ def test_bad_option_values_give_a_usage_error(
     assert res.returncode == 2, res.stdout + res.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MistAnalyserHLS -R into a missing directory reports 'cannot read source' "
-    "(the OSError from opening the output file is taken for a source error)",
-)
 def test_hls_unwritable_reconstruct_names_the_output(tmp_path: Path) -> None:
     out = tmp_path / "missing" / "x.ts"
     res = cli("MistAnalyserHLS", str(VALID["MistAnalyserHLS"]), "-R", str(out))
