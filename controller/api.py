@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.streamname import sanitize
-from controller import pushes, stats_api, sysinfo
+from controller import pushes, stats_api, streamkeys, sysinfo
 from controller.config_store import shape_problem
 
 if TYPE_CHECKING:
@@ -395,4 +395,5 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("save", _save),
     *stats_api.COMMANDS,
     *pushes.COMMANDS,
+    *streamkeys.COMMANDS,
 )

@@ -221,7 +221,7 @@ class BufferServer:
             reason = f"stream {self.stream!r} is busy: already published ({self.active})"
             self.rt.log.warning("refusing push %s: %s", who, reason)
             return reason
-        reason = self.policy.check(hello.host, hello.password)
+        reason = "" if hello.authorized else self.policy.check(hello.host, hello.password)
         if reason:
             self.rt.log.warning("refusing push %s: %s", who, reason)
             return reason

@@ -67,19 +67,28 @@ class Hello:
     protocol: str
     host: str
     password: str = ""
+    # the connector already authorised this push (a stream key): skip password/whitelist
+    authorized: bool = False
 
     @classmethod
     def parse(cls, body: bytes | memoryview) -> Hello:
         d = _unpack_map(body, "HELLO")
-        return cls(str(d.get("protocol", "")), str(d.get("host", "")), str(d.get("password", "")))
+        return cls(
+            str(d.get("protocol", "")),
+            str(d.get("host", "")),
+            str(d.get("password", "")),
+            d.get("authorized") is True,
+        )
 
     def __bytes__(self) -> bytes:
-        return _frame(
-            HELLO,
-            msgpack.packb(
-                {"protocol": self.protocol, "host": self.host, "password": self.password}
-            ),
-        )
+        body: dict[str, object] = {
+            "protocol": self.protocol,
+            "host": self.host,
+            "password": self.password,
+        }
+        if self.authorized:
+            body["authorized"] = True
+        return _frame(HELLO, msgpack.packb(body))
 
 
 @dataclass

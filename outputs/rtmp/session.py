@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Any
 
-from common.control import NO_CONTROLLER, ensure_input_async
+from common.control import NO_CONTROLLER, ensure_input_async, request, under_controller
 from inputs.live_ingest import Hello, IngestClient, IngestRefused
 from mistcodecs.errors import FormatError
 from mistcodecs.flv import FlvMuxer, FlvTagDecoder
@@ -89,6 +89,15 @@ class Server:
             subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         )
         return ""
+
+    async def stream_key(self, key: str) -> str:
+        """The stream a publish name goes to when it is a stream key, else "".
+        Keys live in the controller's config; standalone there are none."""
+        if not key or not under_controller():
+            return ""
+        reply = await asyncio.to_thread(request, {"streamkey_lookup": key}, 5.0)
+        found = reply.get("streamkey_lookup") if reply else None
+        return found if isinstance(found, str) else ""
 
     async def close(self) -> None:
         for s in list(self.sessions):
@@ -252,20 +261,23 @@ class RtmpSession(asyncio.Protocol):
     # ---- publishing --------------------------------------------------------------------
     async def _publish(self, ev: Publish) -> None:
         conn = self.conn
-        name = stream_name(ev.name)
-        refuse = ""
+        refuse = keyed = ""
         if self.server.acceptable == 1:
             refuse = "publishing is disabled on this server"
-        elif not name:
-            refuse = f"invalid stream name {ev.raw_name!r}"
         elif self.ingest is not None or self._pending is not None or self.playing:
             refuse = "this connection already publishes or plays"
+        else:
+            self._pending = []  # media sent while we ask around waits here
+            # stream keys first: the key names the stream and stands for the password
+            keyed = await self.server.stream_key(ev.name)
+            if not (keyed or stream_name(ev.name)):
+                refuse = f"invalid stream name {ev.raw_name!r}"
+        name = keyed or stream_name(ev.name)
         if not refuse:
             self.stream = name
-            self._pending = []
             password = ev.query.get("pass") or conn.app
             try:
-                self.ingest = await self._open_ingest(name, password)
+                self.ingest = await self._open_ingest(name, password, bool(keyed))
             except IngestRefused as exc:
                 refuse = str(exc)
             except (TimeoutError, OSError) as exc:
@@ -294,8 +306,8 @@ class RtmpSession(asyncio.Protocol):
         for msg in pending:
             self._media(msg)
 
-    async def _open_ingest(self, stream: str, password: str) -> IngestClient:
-        hello = Hello("RTMP", self.peer, password)
+    async def _open_ingest(self, stream: str, password: str, keyed: bool) -> IngestClient:
+        hello = Hello("RTMP", self.peer, password, authorized=keyed)
         with contextlib.suppress(TimeoutError):
             client, _ = await IngestClient.open(stream, hello, timeout=0)
             return client
