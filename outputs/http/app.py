@@ -10,13 +10,15 @@ controller the stream is simply offline (404).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+from common import sessions
 from common.errors import UsageError
 from mistcodecs.errors import FormatError
 from outputs.fanout import FanoutHub
@@ -54,6 +56,8 @@ CLIENTACCESS = (
 FAVICON = b""
 
 ReaderFactory = Callable[[str], Any]
+# (host, connector, url) of the viewer request being served: DEFAULT_STREAM's payload.
+_viewer: contextvars.ContextVar[tuple[str, str, str]] = contextvars.ContextVar("viewer")
 
 
 def default_reader_factory() -> tuple[ReaderFactory, type[BaseException]]:
@@ -99,7 +103,14 @@ class HttpApp:
                     status, f"/{r.prefix}/ output is not available in this server"
                 )
             req.app = self
-            return await handler.handle(req, r.stream, r.rest)
+            prefix_route = r
+            return await self._gated(
+                req,
+                r.stream,
+                r.prefix.upper(),
+                lambda name: handler.handle(req, name, prefix_route.rest),
+                reuse=True,
+            )
         if req.method not in ("GET", "HEAD"):
             return error_response(405, f"{req.method} is not allowed here")
         if isinstance(r, StaticRoute):
@@ -109,7 +120,44 @@ class HttpApp:
             return self._player_page(r.stream)
         if isinstance(r, InfoRoute):
             return await self._info(req, r)
-        return await self._media(req, r)
+        media_route = r
+        return await self._gated(
+            req, r.stream, "HTTP", lambda name: self._media(req, media_route, name)
+        )
+
+    async def _gated(
+        self,
+        req: Request,
+        stream: str,
+        connector: str,
+        respond: Callable[[str], Awaitable[Response]],
+        reuse: bool = False,
+    ) -> Response:
+        """Sessions and access triggers around one viewer request (``common.sessions``):
+        PLAY_REWRITE, USER_NEW/CONN_OPEN, CONN_PLAY; bytes are counted and a kicked
+        viewer's connection is closed. Request-based outputs (HLS, CMAF) share one
+        session connection per viewer."""
+        if not self.use_controller:
+            return await respond(stream)
+        token = sessions.http_token(req.query, req.headers)
+        gate = await sessions.admit_viewer(stream, req.peer, connector, req.target, token, reuse)
+        if gate.conn is None:
+            return error_response(403, f"Stream {stream!r}: {gate.refused}")
+        conn = gate.conn
+        _viewer.set((req.peer, connector, req.target))
+        try:
+            resp = await respond(gate.stream)
+        except BaseException:
+            if not conn.shared:
+                conn.close()
+            raise
+        if resp.stream is not None:
+            resp.stream = sessions.track_body(resp.stream, conn)
+        else:
+            conn.down += len(resp.body)
+            if not conn.shared:
+                conn.close()
+        return resp
 
     # ---- small answers -------------------------------------------------------------------
     def _static(self, name: str) -> Response:
@@ -152,14 +200,15 @@ class HttpApp:
         return f"http://{req.host}" if req.host else ""
 
     # ---- media --------------------------------------------------------------------------
-    async def _media(self, req: Request, r: FormatRoute) -> Response:
+    async def _media(self, req: Request, r: FormatRoute, name: str = "") -> Response:
         try:
             opts = parse_query(req.query)
         except BadQuery as exc:
             return error_response(400, str(exc))
-        reader = await self.find_stream(r.stream, wait=True)
+        stream = name or r.stream
+        reader = await self.find_stream(stream, wait=True)
         if reader is None:
-            return error_response(404, f"Stream {r.stream!r} not found (offline or not configured)")
+            return error_response(404, f"Stream {stream!r} not found (offline or not configured)")
         handed_off = False
         try:
             meta = await self._wait_tracks(reader)
@@ -188,7 +237,7 @@ class HttpApp:
             if meta.live and opts.start is None:
                 reader.close()
                 handed_off = True
-                hub, stream = self.hub, r.stream
+                hub = self.hub
 
                 async def live_body(sink: Sink) -> None:
                     await hub.watch(sink, stream, spec, tracks)  # type: ignore[arg-type]
@@ -196,7 +245,7 @@ class HttpApp:
                 return Response(200, headers, stream=live_body)
             handed_off = True
             return await vod.respond(
-                req, reader, spec, tracks, opts, meta.live, headers, self.open_reader, r.stream
+                req, reader, spec, tracks, opts, meta.live, headers, self.open_reader, stream
             )
         finally:
             if not handed_off:
@@ -204,7 +253,21 @@ class HttpApp:
 
     async def find_stream(self, stream: str, wait: bool = True) -> Any | None:
         """A reader for ``stream`` (the caller closes it), asking the controller to start
-        its input if needed; ``None`` when the stream is not available."""
+        its input if needed, else for a fallback (DEFAULT_STREAM / ``defaultStream``);
+        ``None`` when neither is available."""
+        reader = await self._find_stream(stream, wait)
+        if reader is not None or not self.use_controller:
+            return reader
+        from common.triggers import default_stream_async
+
+        host, connector, url = _viewer.get(("", "HTTP", ""))
+        fallback = await default_stream_async(stream, host, connector, url)
+        if fallback and fallback != stream:
+            log.info("stream %s unavailable; serving fallback %s", stream, fallback)
+            return await self._find_stream(fallback, wait)
+        return None
+
+    async def _find_stream(self, stream: str, wait: bool) -> Any | None:
         try:
             return self.open_reader(stream)
         except self.not_found:
