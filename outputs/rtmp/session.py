@@ -27,7 +27,9 @@ import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+from common import sessions, triggers
 from common.control import NO_CONTROLLER, ensure_input_async, request, under_controller
 from inputs.live_ingest import Hello, IngestClient, IngestRefused
 from mistcodecs.errors import FormatError
@@ -136,6 +138,8 @@ class RtmpSession(asyncio.Protocol):
         self.playing = False
         self.feed: LiveFeed | None = None
         self.viewer: Viewer | None = None
+        # the controller's session record of this connection (bytes, kicks)
+        self.session: sessions.Connection | None = None
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,6 +153,8 @@ class RtmpSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = time.monotonic()
+        if self.session is not None:
+            self.session.up += len(data)
         try:
             events = self.conn.receive_data(data)
         except FormatError as exc:  # pragma: no cover - the connection turns these into Error
@@ -181,6 +187,8 @@ class RtmpSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._end_role("connection closed")
+        if self.session is not None:
+            self.session.close()
         for t in list(self._tasks):
             t.cancel()
 
@@ -198,6 +206,8 @@ class RtmpSession(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
             self.transport.write(data)
+            if self.session is not None:
+                self.session.down += len(data)
 
     @property
     def closed(self) -> bool:
@@ -221,6 +231,18 @@ class RtmpSession(asyncio.Protocol):
         out = self.conn.data_to_send()
         if out and self.transport is not None and not self._closed:
             self.transport.write(out)
+            if self.session is not None:
+                self.session.down += len(out)
+
+    def _url(self, raw_name: str) -> str:
+        """The full RTMP URL of a publish/play request (trigger payloads)."""
+        base = self.conn.tc_url or f"rtmp://localhost/{self.conn.app}"
+        return f"{base.rstrip('/')}/{raw_name}"
+
+    def _track(self, session: sessions.Connection) -> None:
+        """Count this connection's bytes in ``session`` and close it when kicked."""
+        self.session = session
+        self._spawn(sessions.close_on_kick(session, self.close), "kick")
 
     def _spawn(self, coro: Any, what: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"rtmp {what} {self.peer}")
@@ -273,9 +295,25 @@ class RtmpSession(asyncio.Protocol):
             if not (keyed or stream_name(ev.name)):
                 refuse = f"invalid stream name {ev.raw_name!r}"
         name = keyed or stream_name(ev.name)
+        password = ev.query.get("pass") or conn.app
+        url = self._url(ev.raw_name)
+        if not refuse and not keyed:  # as MistServer: not for stream keys
+            rewritten = await triggers.fire_async("RTMP_PUSH_REWRITE", [url, self.peer], name)
+            if rewritten is not None:
+                parts = urlsplit(rewritten.strip()).path.strip("/").split("/")
+                if len(parts) < 2 or not stream_name(parts[-1]):
+                    refuse = "refused by RTMP_PUSH_REWRITE"
+                else:
+                    url, password, name = rewritten.strip(), parts[0], stream_name(parts[-1])
+        if not refuse:
+            gate = await sessions.admit_push(name, self.peer, "RTMP", url, ev.query.get("tkn", ""))
+            if gate.conn is None:
+                refuse = gate.refused
+            else:
+                name = gate.stream
+                self._track(gate.conn)
         if not refuse:
             self.stream = name
-            password = ev.query.get("pass") or conn.app
             try:
                 self.ingest = await self._open_ingest(name, password, bool(keyed))
             except IngestRefused as exc:
@@ -368,7 +406,22 @@ class RtmpSession(asyncio.Protocol):
             self.close()
             return
         self.playing = True  # no idle timeout while we wait for the stream
+        url = self._url(ev.raw_name)
+        gate = await sessions.admit_viewer(name, self.peer, "RTMP", url, ev.query.get("tkn", ""))
+        if gate.conn is None:
+            self.playing = False
+            log.warning("refusing play of %r from %s: %s", ev.raw_name, self.peer, gate.refused)
+            conn.refuse_play(ev, "NetStream.Play.Failed", gate.refused)
+            self._flush()
+            return
+        name = gate.stream
+        self._track(gate.conn)
         reader = await self._open_reader(name)
+        if reader is None and not self._closed:
+            fallback = await triggers.default_stream_async(name, self.peer, "RTMP", url)
+            if fallback and fallback != name:
+                reader = await self._open_reader(fallback)
+                name = fallback if reader is not None else name
         if self._closed:
             if reader is not None:
                 reader.close()
