@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from common import runtime
+from common import runtime, triggers
 from common.capabilities import Capabilities, Setting
 from common.defaults import DVR_MS, FRAGMENT_MS, INPUT_TIMEOUT_S
 from common.streamname import sanitize
@@ -122,6 +122,7 @@ class LiveBuffer:
             }
             if fields:
                 w.update_track(bus, **fields)
+                self._track_list()
         self._map[meta.id] = bus
 
     def packet(self, p: Packet) -> None:
@@ -147,7 +148,15 @@ class LiveBuffer:
         if not self.ready and self._playable(bus, p.keyframe, dts):
             self.ready = True
             self.writer.set_state(StreamState.READY)
+            self._track_list()
             self.log.info("stream is ready (%d tracks)", len(self.writer.tracks))
+
+    def _track_list(self) -> None:
+        """LIVE_TRACK_LIST (fire and forget) when the playable track set appears or changes."""
+        if self.ready:
+            stream = self.writer.stream
+            tracks = triggers.track_list_json(self.writer.tracks)
+            triggers.fire_nowait("LIVE_TRACK_LIST", [stream, tracks], stream)
 
     def _playable(self, bus: int, keyframe: bool, dts: int) -> bool:
         tracks = self.writer.tracks
