@@ -23,6 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from common.text import is_decimal
+
 # MistServer's kinds and their debug level (lib/defines.h); extra kinds are INFO-level.
 LEVELS: dict[str, int] = {
     "FAIL": 1,
@@ -120,7 +122,7 @@ def format_machine(kind: str, program: str, pid: int, where: str, stream: str, m
 def parse_machine(line: str, now: float | None = None) -> LogRecord | None:
     """Parse one machine-format line; ``None`` if it is not one (e.g. a traceback line)."""
     parts = line.rstrip("\r\n").split("|", 5)
-    if len(parts) != 6 or not parts[0].isupper() or not parts[2].isdigit():
+    if len(parts) != 6 or not parts[0].isupper() or not is_decimal(parts[2]):
         return None
     kind, program, pid, where, stream, message = parts
     message = message.replace("\\n", "\n").replace("\\\\", "\\")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.errors import UsageError
+from common.text import is_decimal
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4.codecs import codec_string
 from shm.model import TrackMeta
@@ -326,7 +327,7 @@ def _int(el: ET.Element, name: str, default: int | None = None) -> int | None:
     value = el.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    if not is_decimal(value):
         raise FormatError(
             f"{el.tag.replace(_Q, '')}@{name}={value!r} is not a non-negative integer"
         )
@@ -401,7 +402,7 @@ def _parse_rep(r: ET.Element, a_tpl: ET.Element | None, mpd: Mpd) -> Representat
     rep.frame_rate = r.get("frameRate")
     rep.audio_sampling_rate = _int(r, "audioSamplingRate")
     chan = r.find(f"{_Q}AudioChannelConfiguration")
-    if chan is not None and (value := chan.get("value", "")).isdigit():
+    if chan is not None and is_decimal(value := chan.get("value", "")):
         rep.channels = int(value)
     rep.timescale = _int(tpl, "timescale", 1) or 1
     rep.initialization = tpl.get("initialization", "")

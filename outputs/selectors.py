@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from common.errors import MediaError
+from common.text import is_decimal
 from shm.model import TrackMeta
 
 SELECTOR_KEYS = ("video", "audio", "subtitle")
@@ -94,7 +95,7 @@ def _match_term(term: str, tracks: list[TrackMeta]) -> list[TrackMeta]:
         return list(tracks)
     if low in ("none", "-1", ""):
         return []
-    if term.isdigit():
+    if is_decimal(term):
         return [t for t in tracks if t.id == int(term)]
     if low in ("maxbps", "highbps", "bestbps"):
         return [max(tracks, key=_bps)] if tracks else []

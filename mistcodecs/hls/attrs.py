@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from common.errors import UsageError
+from common.text import is_decimal
 from mistcodecs.errors import FormatError
 
 # One attribute: an upper-case name, '=', then a quoted string or a run without commas.
@@ -69,7 +70,7 @@ def read_int(attrs: dict[str, str], name: str, line_no: int) -> int | None:
     value = attrs.get(name)
     if value is None:
         return None
-    if not value.isdigit():
+    if not is_decimal(value):
         raise FormatError(f"line {line_no}: {name}={value!r} is not a decimal integer")
     return int(value)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.errors import UsageError
+from common.text import is_decimal
 from mistcodecs.errors import FormatError
 from mistcodecs.hls.attrs import format_attrs, parse_attrs, read_bool, read_float, read_int, require
 from mistcodecs.hls.media import playlist_lines
@@ -132,7 +133,7 @@ def _resolution(text: str | None, line_no: int) -> tuple[int, int] | None:
     if text is None:
         return None
     w, _, h = text.partition("x")
-    if not (w.isdigit() and h.isdigit()):
+    if not (is_decimal(w) and is_decimal(h)):
         raise FormatError(f"line {line_no}: RESOLUTION {text!r} is not WIDTHxHEIGHT")
     return int(w), int(h)
 
@@ -193,7 +194,7 @@ def parse_master_playlist(text: str) -> MasterPlaylist:
                 )
             )
         elif tag == "#EXT-X-VERSION":
-            if not value.isdigit():
+            if not is_decimal(value):
                 raise FormatError(
                     f"line {line_no}: EXT-X-VERSION {value!r} is not a decimal integer"
                 )

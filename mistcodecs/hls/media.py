@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.errors import UsageError
+from common.text import is_decimal
 from mistcodecs.errors import FormatError
 from mistcodecs.hls.attrs import (
     format_attrs,
@@ -45,7 +46,7 @@ class ByteRange:
     @classmethod
     def parse(cls, text: str, line_no: int) -> ByteRange:
         length, _, offset = text.partition("@")
-        if not length.isdigit() or (offset and not offset.isdigit()):
+        if not is_decimal(length) or (offset and not is_decimal(offset)):
             raise FormatError(f"line {line_no}: bad byte range {text!r}")
         return cls(int(length), int(offset) if offset else None)
 
@@ -339,7 +340,7 @@ def playlist_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _int_value(value: str, tag: str, line_no: int) -> int:
-    if not value.isdigit():
+    if not is_decimal(value):
         raise FormatError(f"line {line_no}: {tag} value {value!r} is not a decimal integer")
     return int(value)
 

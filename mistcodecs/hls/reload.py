@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs
 
+from common.text import is_decimal
 from mistcodecs.errors import FormatError
 from mistcodecs.hls.media import MediaPlaylist
 
@@ -64,7 +65,7 @@ class Directives:
 
 
 def _directive_int(values: list[str], name: str) -> int:
-    if len(values) != 1 or not values[0].isdigit():
+    if len(values) != 1 or not is_decimal(values[0]):
         raise BadDirective(f"{name} must be one non-negative decimal integer, got {values!r}")
     return int(values[0])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.errors import MediaError
+from common.text import is_decimal
 from outputs.http.message import Request
 
 METHODS = frozenset({"GET", "HEAD", "POST", "OPTIONS", "PUT", "DELETE", "PATCH"})
@@ -107,7 +108,7 @@ class RequestParser:
         if "chunked" in req.headers.get("transfer-encoding", "").lower():
             raise HttpError(501, "chunked request bodies are not supported")
         length = req.headers.get("content-length", "0").strip() or "0"
-        if not (length.isascii() and length.isdigit()):
+        if not is_decimal(length):
             raise HttpError(400, f"bad Content-Length {length[:20]!r}")
         self._body_left = int(length)
         if self._body_left > self.limits.max_body:
