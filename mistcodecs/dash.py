@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from common.errors import UsageError
 from common.text import is_decimal
@@ -303,9 +304,9 @@ def parse_duration(text: str) -> float:
     if m is None or text.strip() in ("P", "PT"):
         raise FormatError(f"bad xs:duration {text!r}")
     days, hours, minutes, secs = m.groups()
-    return (
-        int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
-    )
+    whole = int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+    # Decimal sum: PT2M44.467S must read back as 164.467, not 164.46699999999998.
+    return float(whole + Decimal(secs or 0))
 
 
 def iso_datetime(when: datetime) -> str:
