@@ -442,8 +442,8 @@ def fuzz_in_process(name: str, seconds: float, crash_dir: Path) -> dict[str, Any
 
     def attempt(data: bytes) -> None:
         nonlocal count
-        if time.monotonic() > deadline:
-            return  # finish the batch quickly
+        if count >= 2 and time.monotonic() > deadline:
+            return  # finish the batch quickly (but a loaded machine still tries something)
         count += 1
         try:
             parse(data)
@@ -458,6 +458,7 @@ def fuzz_in_process(name: str, seconds: float, crash_dir: Path) -> dict[str, Any
         max_examples=20,
         deadline=None,
         database=None,
+        derandomize=False,  # fuzzing explores, whatever profile the test run loaded
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
