@@ -1,14 +1,15 @@
 """Load clients shared by the benchmark suites and the reliability tests.
 
 Everything runs on one (uvloop) event loop per load process and does no per-packet work
-in the load path: viewers only count bytes once they play (RTMP viewers still send the
-acknowledgements RTMP asks for, from the byte count alone), the publisher sends chunks
-prepared before the clock starts. The same clients are used for mistpy and the peers.
+in the load path: viewers parse only their set-up, then count bytes (RTMP viewers still
+send the acknowledgements RTMP asks for, from the byte count alone; ``rcvlowat`` lets
+the kernel batch wake-ups), the publisher sends chunks prepared before the clock starts
+(``bench.publisher``). The same clients are used for mistpy and the peers.
 
 * ``http_viewer`` -- one GET of a progressive stream (``/<s>.flv``), counting body bytes;
 * ``rtmp_viewer`` -- handshake, connect, play; then counting bytes;
 * ``http_get_loop`` -- keep-alive GETs of a list of paths (``Content-Length`` replies);
-* ``rtmp_publisher`` -- publishes prepared ``FlvTag``s in real time (``read_flv_tags``);
+* ``rtmp_publisher`` / ``read_flv_tags`` -- from ``bench.publisher`` (re-exported);
 * ``ViewerStats.kept_real_time`` -- the real-time test: bytes received over a window
   against the stream's byte rate;
 * ``LoadThread`` -- an event loop in a background thread, for tests that need viewers
@@ -19,24 +20,43 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 import struct
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.publisher import (
+    FlvTag,
+    LoadError,
+    PublishStats,
+    prepare_chunks,
+    read_flv_tags,
+    rtmp_publisher,
+)
 from mistcodecs.rtmp import ConnectResult, RtmpClientConnection, Status, StreamCreated
 from mistcodecs.rtmp.chunks import ACKNOWLEDGEMENT, standalone_chunks
 
+__all__ = [
+    "FlvTag",
+    "GetStats",
+    "LoadError",
+    "LoadThread",
+    "PublishStats",
+    "ViewerStats",
+    "http_get_loop",
+    "http_viewer",
+    "prepare_chunks",
+    "read_flv_tags",
+    "rtmp_publisher",
+    "rtmp_viewer",
+    "run",
+]
+
 T = TypeVar("T")
-READ_SIZE = 262_144
-_TAG = struct.Struct(">BHBHBBHB")  # type, size (24 bits), ts (24 + 8), stream id (24)
-
-
-class LoadError(RuntimeError):
-    """A load client could not get its stream going (refused, closed, bad reply)."""
+OnData = Callable[[bytes, float], None]  # the bytes of one read, its monotonic time
 
 
 @dataclass
@@ -80,26 +100,161 @@ def _note(stats: ViewerStats, n: int, now: float, sample_every: float) -> None:
         stats.samples.append((now, stats.bytes))
 
 
-async def _count(
-    reader: asyncio.StreamReader,
-    stats: ViewerStats,
-    until: float,
-    sample_every: float,
-    on_bytes: Any = None,
-) -> None:
-    while (left := until - time.monotonic()) > 0:
-        try:
-            data = await asyncio.wait_for(reader.read(READ_SIZE), left)
-        except TimeoutError:
-            break
-        if not data:
-            stats.closed = True
-            break
+class _Viewer(asyncio.Protocol):
+    """One viewer: the set-up is parsed (HTTP status line, RTMP until play starts), then
+    bytes are only counted (``on_data`` may look at them, e.g. for stamps)."""
+
+    def __init__(
+        self, stats: ViewerStats, sample_every: float, on_data: OnData | None, rcvlowat: int
+    ) -> None:
+        self.stats = stats
+        self.sample_every = sample_every
+        self.on_data = on_data
+        self.rcvlowat = rcvlowat
+        self.transport: asyncio.Transport | None = None
+        self.raw = False  # counting
+        self.closing = False  # we close it: not the server's doing
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.start()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def counted(self) -> None:
+        """Called after every counted read (RTMP acknowledges from here)."""
+
+    def data_received(self, data: bytes) -> None:
+        if not self.raw:
+            self.setup(data)
+            return
         now = time.monotonic()
-        _note(stats, len(data), now, sample_every)
-        if on_bytes is not None:
-            on_bytes(stats.bytes)
-    stats.samples.append((time.monotonic(), stats.bytes))
+        _note(self.stats, len(data), now, self.sample_every)
+        if self.on_data is not None:
+            self.on_data(data, now)
+        self.counted()
+
+    def go_raw(self, rest: bytes = b"") -> None:
+        """From here on only count; with ``rcvlowat`` the kernel wakes us per that many
+        bytes rather than per server write (the load client must cost far less than the
+        server it loads)."""
+        self.raw = True
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if self.rcvlowat and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, self.rcvlowat)
+        if rest:
+            self.data_received(rest)
+
+    def finish(self, error: str = "") -> None:
+        if error and not self.stats.error:
+            self.stats.error = error
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None and not self.transport.is_closing():
+            self.closing = True
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.raw and not self.closing:
+            self.stats.closed = True
+        self.finish("" if self.raw or self.closing else f"closed during set-up: {exc!r}")
+
+
+class _HttpViewer(_Viewer):
+    def __init__(self, path: str, host: str, *args: Any) -> None:
+        super().__init__(*args)
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        self.head = b""
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request.encode())
+
+    def setup(self, data: bytes) -> None:
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 65536:
+                self.finish("response head over 64 KiB")
+            return
+        parts = self.head.split(b" ", 2)
+        self.stats.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if self.stats.status != 200:
+            self.finish()
+            return
+        rest, self.head = self.head[end + 4 :], b""
+        self.go_raw(rest)
+
+
+class _RtmpViewer(_Viewer):
+    def __init__(self, app: str, stream: str, tc_url: str, *args: Any) -> None:
+        super().__init__(*args)
+        self.app, self.stream, self.tc_url = app, stream, tc_url
+        self.conn = RtmpClientConnection(plain_handshake=True)
+        self.total = self.acked = 0  # bytes received, as RTMP counts them
+        self.window = 0
+
+    def flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+    def start(self) -> None:
+        self.conn.connect(self.app, self.tc_url)
+        self.flush()
+
+    def setup(self, data: bytes) -> None:
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, ConnectResult):
+                self.conn.create_stream()
+            elif isinstance(ev, StreamCreated):
+                self.conn.play(ev.stream_id, self.stream)
+            elif isinstance(ev, Status) and ev.code == "NetStream.Play.Start":
+                self.stats.status = 1
+                self.total = self.acked = self.conn.reader.bytes_received
+                self.window = self.conn.peer_window or 2_500_000
+                self.flush()
+                self.go_raw()
+                return
+            elif isinstance(ev, Status) and ev.level == "error":
+                self.finish(f"{ev.code}: {ev.description}")
+                return
+        self.flush()
+
+    def counted(self) -> None:
+        # Acknowledge by byte count (what RTMP asks), never parse the media.
+        self.total = self.conn.reader.bytes_received + self.stats.bytes
+        if self.total - self.acked >= self.window // 2 and self.transport is not None:
+            self.acked = self.total
+            payload = struct.pack(">I", self.total & 0xFFFFFFFF)
+            self.transport.write(standalone_chunks(2, ACKNOWLEDGEMENT, 0, 0, payload, 128))
+
+
+async def _watch(
+    factory: Callable[[], _Viewer], host: str, port: int, seconds: float, stats: ViewerStats
+) -> ViewerStats:
+    stats.started = time.monotonic()
+    until = stats.started + seconds
+    loop = asyncio.get_running_loop()
+    try:
+        _, proto = await asyncio.wait_for(loop.create_connection(factory, host, port), seconds)
+    except (OSError, TimeoutError) as exc:
+        stats.error = f"connect: {exc!r}"
+        return stats
+    try:
+        await asyncio.wait_for(asyncio.shield(proto.done), max(0.0, until - time.monotonic()))
+    except TimeoutError:
+        if not proto.raw and not stats.status:
+            stats.error = "timed out during set-up"
+    finally:
+        proto.finish()
+        stats.samples.append((time.monotonic(), stats.bytes))
+    return stats
 
 
 async def http_viewer(
@@ -109,77 +264,15 @@ async def http_viewer(
     seconds: float,
     stats: ViewerStats | None = None,
     sample_every: float = 0.5,
+    on_data: OnData | None = None,
+    rcvlowat: int = 0,
 ) -> ViewerStats:
     """GET ``path`` and count body bytes for ``seconds`` (or until the server closes)."""
-    stats = stats or ViewerStats()
-    stats.started = time.monotonic()
-    until = stats.started + seconds
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
-    except (OSError, TimeoutError) as exc:
-        stats.error = f"connect: {exc!r}"
-        return stats
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        head = await asyncio.wait_for(
-            reader.readuntil(b"\r\n\r\n"), max(0.1, until - time.monotonic())
-        )
-        parts = head.split(b" ", 2)
-        stats.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        if stats.status == 200:
-            await _count(reader, stats, until, sample_every)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        stats.error = repr(exc)
-    finally:
-        writer.close()
-    return stats
-
-
-class _RtmpSetup:
-    """The sans-IO client driven until the media starts flowing."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.conn = RtmpClientConnection(plain_handshake=True)
-        self.events: list[Any] = []
-
-    def flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out:
-            self.writer.write(out)
-
-    async def until(self, kind: type, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, ev in enumerate(self.events):
-                if isinstance(ev, kind):
-                    del self.events[: i + 1]
-                    return ev
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LoadError(f"no {kind.__name__} from the server")
-            data = await asyncio.wait_for(self.reader.read(65536), left)
-            if not data:
-                raise LoadError(f"server closed before {kind.__name__}")
-            self.events += self.conn.receive_data(data)
-            self.flush()
-
-    async def open_stream(self, host: str, port: int, app: str, timeout: float) -> int:
-        self.conn.connect(app, f"rtmp://{host}:{port}/{app}")
-        self.flush()
-        await self.until(ConnectResult, timeout)
-        self.conn.create_stream()
-        self.flush()
-        created = await self.until(StreamCreated, timeout)
-        return int(created.stream_id)
-
-    async def status(self, code: str, timeout: float) -> None:
-        while True:
-            st = await self.until(Status, timeout)
-            if st.code == code:
-                return
-            if st.level == "error":
-                raise LoadError(f"{st.code}: {st.description}")
+    st = stats or ViewerStats()
+    return await _watch(
+        lambda: _HttpViewer(path, host, st, sample_every, on_data, rcvlowat),
+        host, port, seconds, st,
+    )  # fmt: skip
 
 
 async def rtmp_viewer(
@@ -190,39 +283,16 @@ async def rtmp_viewer(
     seconds: float,
     stats: ViewerStats | None = None,
     sample_every: float = 0.5,
+    on_data: OnData | None = None,
+    rcvlowat: int = 0,
 ) -> ViewerStats:
     """Play ``rtmp://host:port/app/stream`` and count bytes for ``seconds``."""
-    stats = stats or ViewerStats()
-    stats.started = time.monotonic()
-    until = stats.started + seconds
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
-    except (OSError, TimeoutError) as exc:
-        stats.error = f"connect: {exc!r}"
-        return stats
-    try:
-        setup = _RtmpSetup(reader, writer)
-        sid = await setup.open_stream(host, port, app, seconds)
-        setup.conn.play(sid, stream)
-        setup.flush()
-        await setup.status("NetStream.Play.Start", max(0.1, until - time.monotonic()))
-        stats.status = 1
-        window = setup.conn.peer_window or 2_500_000
-        acked = [0]
-
-        def ack(total: int) -> None:
-            # Acknowledge by byte count (what RTMP asks), never parse the media.
-            if total - acked[0] >= window // 2:
-                acked[0] = total
-                payload = struct.pack(">I", total & 0xFFFFFFFF)
-                writer.write(standalone_chunks(2, ACKNOWLEDGEMENT, 0, 0, payload, 128))
-
-        await _count(reader, stats, until, sample_every, ack)
-    except (OSError, TimeoutError, LoadError) as exc:
-        stats.error = repr(exc)
-    finally:
-        writer.close()
-    return stats
+    st = stats or ViewerStats()
+    url = f"rtmp://{host}:{port}/{app}"
+    return await _watch(
+        lambda: _RtmpViewer(app, stream, url, st, sample_every, on_data, rcvlowat),
+        host, port, seconds, st,
+    )  # fmt: skip
 
 
 @dataclass
@@ -263,128 +333,6 @@ async def http_get_loop(
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         stats.errors += 1
     finally:
-        writer.close()
-    return stats
-
-
-@dataclass(frozen=True)
-class FlvTag:
-    kind: str  # "audio" | "video"
-    timestamp: int
-    body: bytes
-
-
-def read_flv_tags(path: Path) -> list[FlvTag]:
-    """Audio and video tags of an FLV file (script tags dropped), read once before a run."""
-    data = path.read_bytes()
-    if data[:3] != b"FLV" or len(data) < 13:
-        raise LoadError(f"{path}: not an FLV file")
-    pos = int.from_bytes(data[5:9], "big") + 4
-    tags: list[FlvTag] = []
-    while pos + 11 <= len(data):
-        mtype, size_hi, size_lo, ts_hi, ts_lo, ts_ext, _, _ = _TAG.unpack_from(data, pos)
-        size = (size_hi << 8) | size_lo
-        ts = (ts_ext << 24) | (ts_hi << 8) | ts_lo
-        if pos + 11 + size > len(data):
-            break  # truncated last tag
-        if mtype in (8, 9):
-            body = data[pos + 11 : pos + 11 + size]
-            tags.append(FlvTag("audio" if mtype == 8 else "video", ts, body))
-        pos += 11 + size + 4
-    if not tags:
-        raise LoadError(f"{path}: no audio/video tags")
-    return tags
-
-
-def prepare_chunks(
-    tags: Sequence[FlvTag], stream_id: int, chunk_size: int
-) -> list[tuple[int, bytes]]:
-    """(timestamp, chunk bytes) per tag, each with a full header (state-free)."""
-    out = []
-    for tag in tags:
-        csid, mtype = (6, 9) if tag.kind == "video" else (4, 8)
-        out.append(
-            (
-                tag.timestamp,
-                standalone_chunks(csid, mtype, stream_id, tag.timestamp, tag.body, chunk_size),
-            )
-        )
-    return out
-
-
-@dataclass
-class PublishStats:
-    started: float = 0.0  # when the first media was sent
-    sent_bytes: int = 0
-    sent_tags: int = 0
-    max_lag: float = 0.0  # how late (s) a batch left the client after its due time
-    error: str = ""
-    done: bool = False
-
-
-async def rtmp_publisher(
-    host: str,
-    port: int,
-    app: str,
-    stream: str,
-    tags: Sequence[FlvTag],
-    stats: PublishStats | None = None,
-    prepared: dict[int, list[tuple[int, bytes]]] | None = None,
-    tick: float = 0.02,
-) -> PublishStats:
-    """Publish ``tags`` paced by their timestamps. ``prepared`` caches the chunked bytes
-    per message stream id between publishers (the same tags for every one)."""
-    stats = stats or PublishStats()
-    prepared = {} if prepared is None else prepared
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError as exc:
-        stats.error = f"connect: {exc!r}"
-        return stats
-    pump: asyncio.Task[None] | None = None
-    try:
-        setup = _RtmpSetup(reader, writer)
-        sid = await setup.open_stream(host, port, app, 15)
-        setup.conn.publish(sid, stream)
-        setup.flush()
-        await setup.status("NetStream.Publish.Start", 15)
-        chunk_size = setup.conn.writer.chunk_size
-        if sid not in prepared:
-            prepared[sid] = prepare_chunks(tags, sid, chunk_size)
-        chunks = prepared[sid]
-
-        async def drain_input() -> None:
-            # The server's acknowledgements and pings: read (so its buffer never fills).
-            while data := await reader.read(65536):
-                setup.conn.receive_data(data)
-                setup.flush()
-
-        pump = asyncio.ensure_future(drain_input())
-        t0 = stats.started = time.monotonic()
-        base = chunks[0][0]
-        i, n = 0, len(chunks)
-        while i < n:
-            elapsed_ms = (time.monotonic() - t0) * 1000
-            j = i
-            while j < n and chunks[j][0] - base <= elapsed_ms:
-                j += 1
-            if j > i:
-                writer.write(b"".join(c for _, c in chunks[i:j]))
-                await writer.drain()
-                lag = time.monotonic() - t0 - (chunks[j - 1][0] - base) / 1000
-                stats.max_lag = max(stats.max_lag, lag)
-                stats.sent_bytes += sum(len(c) for _, c in chunks[i:j])
-                stats.sent_tags += j - i
-                i = j
-            if pump.done():
-                raise LoadError("server closed the publisher")
-            await asyncio.sleep(tick)
-        stats.done = True
-    except (OSError, TimeoutError, LoadError) as exc:
-        stats.error = repr(exc)
-    finally:
-        if pump is not None:
-            pump.cancel()
         writer.close()
     return stats
 

@@ -1,4 +1,9 @@
-"""Peers the benchmarks compare against, started on free loopback ports.
+"""The servers the benchmarks measure, started on free loopback ports: ours
+(``MistOutputs``) and the peers they are compared against (``Nginx``).
+
+``MistOutputs`` runs MistOutRTMP and MistOutHTTP standalone (no controller: a pushed
+stream gets its MistInBuffer from MistOutRTMP, which MistOutHTTP then reads from the
+bus), the live path the fan-out and latency figures are about.
 
 ``Nginx`` runs Debian's nginx from a config written into a temp folder (``daemon off``,
 error log and pid there too) with the RTMP module (``live`` application) and/or a static
@@ -20,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -173,11 +179,7 @@ class Nginx:
         """Every nginx process of this instance (the master and its workers)."""
         if self.proc is None or self.proc.poll() is not None:
             return []
-        try:
-            main = psutil.Process(self.proc.pid)
-            return [main.pid, *(c.pid for c in main.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.proc.pid)
 
     def stop(self) -> None:
         """SIGQUIT (graceful), SIGTERM after 5 s, SIGKILL after 10; then remove the folder."""
@@ -202,4 +204,68 @@ class Nginx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (empty once it is gone)."""
+    try:
+        main = psutil.Process(pid)
+        return [main.pid, *(c.pid for c in main.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+class MistOutputs:
+    """Our MistOutRTMP (which starts a MistInBuffer per pushed stream) and MistOutHTTP,
+    standalone on free loopback ports: ``rtmp_port``, ``http_port``, ``pids()``."""
+
+    def __init__(self, http: bool = True) -> None:
+        self.http = http
+        self.rtmp_port = 0
+        self.http_port = 0
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> MistOutputs:
+        env = dict(os.environ, UDP_API=f"127.0.0.1:{free_port()}")
+        for var in ("MIST_CONTROL", "MIST_CHILD"):
+            env.pop(var, None)
+        self.rtmp_port = free_port()
+        wanted = [(self.rtmp_port, "outputs.rtmp.server")]
+        if self.http:
+            self.http_port = free_port()
+            wanted.append((self.http_port, "outputs.http.server"))
+        try:
+            for port, module in wanted:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", module, "-p", str(port), "-i", "127.0.0.1", "-g", "2"],
+                    env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                self.procs.append(proc)
+                wait_port(port, proc, module)
+        except PeerError:
+            self.stop()
+            raise
+        return self
+
+    def pids(self) -> list[int]:
+        """Both outputs and every live buffer they started."""
+        return [pid for proc in self.procs for pid in process_tree(proc.pid)]
+
+    def stop(self) -> None:
+        procs, self.procs = self.procs, []
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> MistOutputs:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
         self.stop()

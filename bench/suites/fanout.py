@@ -1,212 +1,226 @@
 """Live fan-out: how many viewers of a 1 Mbit/s stream stay at real time.
 
-For each server (our MistOutRTMP and MistOutHTTP reading MistInBuffer's bus; nginx-rtmp
-beside them in the same run) and each step of viewer counts, a load process (uvloop)
-opens the viewers and only counts bytes (no parsing once a viewer plays; RTMP viewers
-still acknowledge the window as RTMP requires). After a warm-up, a viewer is *kept at
-real time* when it received at least ``KEEP_RATIO`` of the stream's byte rate during
-the measuring window. The publisher runs in its own process. Server CPU (including
-the live buffer process) is reported per step.
+Servers (``bench.peers``, same run): our MistOutRTMP and MistOutHTTP reading the
+MistInBuffer of the pushed stream from the bus, viewed over RTMP and HTTP-FLV; nginx-rtmp
+(one process) viewed over RTMP. The source is a real 1 Mbit/s H264 + AAC FLV published
+in real time by its own process (``bench.publisher``).
+
+Each step opens N viewers (``bench.loadclient``: set-up parsed, then bytes only counted,
+``SO_RCVLOWAT`` batching) spread over load processes of at most ``PER_LOADER`` viewers.
+After a warm-up every viewer's byte count is taken at the same two instants; a viewer is
+*kept at real time* when it received at least ``KEEP_RATIO`` of the source's byte rate
+in between. Steps go up until one viewer is not kept; ``max_kept`` is the last step
+where all were. Each step reports, over that window, the server's CPU (every process of it, the live
+buffer included) and the load processes' own CPU (total, and the busiest one: well
+below 100 % means the load client was not the limit). The stepping is repeated:
+medians, the spread and ratios against nginx-rtmp.
 """
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing as mp
 import os
-import socket
+import shutil
+import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench.suites._live import Publisher, avc_config, servers
+from bench import loadclient as lc
+from bench.peers import MistOutputs, Nginx, PeerError, nginx_available
+from bench.publisher import byte_rate, make_flv, publisher_process, read_flv_tags
 
-BITRATE = 1_000_000
+KBPS = 1000
 KEEP_RATIO = 0.85
 WARMUP_S = 3.0
+PER_LOADER = 500
 RCVLOWAT = 32 * 1024
-VIEWERS_PER_LOADER = 500
+TARGETS = {"max_kept_http_flv": 2000, "ratio_rtmp_mistpy_over_nginx": 1.0}
 
 
-def _publisher(port: int, name: str, seconds: float, ready: Any) -> None:
-    import uvloop
-
-    async def main() -> None:
-        pub = Publisher(port, "live", name, BITRATE)
-        task = asyncio.ensure_future(pub.run(seconds, avc_config()))
-        await pub.ready.wait()
-        ready.put(True)
-        await task
-
-    uvloop.run(main())
-
-
-class _Viewer(asyncio.Protocol):
-    """Counts bytes; RTMP viewers use the sans-IO client only until play is sent."""
-
-    def __init__(self, kind: str, name: str, port: int) -> None:
-        self.kind, self.name, self.port = kind, name, port
-        self.bytes = 0
-        self.window_start = 0
-        self.transport: asyncio.Transport | None = None
-        self.conn: Any = None
-        self.raw = False
-        self.acked = 0
-        self.ack_every = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        tr: asyncio.Transport = transport  # type: ignore[assignment]
-        self.transport = tr
-        if self.kind == "http":
-            self._go_raw()
-            tr.write(f"GET /{self.name}.flv HTTP/1.1\r\nHost: b\r\n\r\n".encode())
-            return
-        from mistcodecs.rtmp import RtmpClientConnection
-
-        self.conn = RtmpClientConnection(plain_handshake=True)
-        self.conn.connect("live", f"rtmp://127.0.0.1:{self.port}/live")
-        tr.write(self.conn.data_to_send())
-
-    def data_received(self, data: bytes) -> None:
-        self.bytes += len(data)
-        if self.raw:
-            if self.ack_every and self.bytes - self.acked >= self.ack_every:
-                self._ack()
-            return
-        from mistcodecs.rtmp import ConnectResult, StreamCreated
-
-        for ev in self.conn.receive_data(data):
-            if isinstance(ev, ConnectResult):
-                self.conn.create_stream()
-            elif isinstance(ev, StreamCreated):
-                self.conn.play(ev.stream_id, self.name)
-                self._go_raw()  # from here on: count bytes only
-                self.ack_every = self.conn.peer_window
-                self.acked = self.conn.reader.bytes_received
-        out = self.conn.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
-
-    def _go_raw(self) -> None:
-        """Count bytes only, and let the kernel wake us per RCVLOWAT bytes rather than
-        per server write: the load client must cost far less than the server."""
-        self.raw = True
-        sock = self.transport.get_extra_info("socket") if self.transport else None
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, RCVLOWAT)
-
-    def _ack(self) -> None:
-        from mistcodecs.rtmp import chunks, messages
-
-        self.acked = self.bytes
-        self.conn.send_control(chunks.ACKNOWLEDGEMENT, messages.u32(self.bytes & 0xFFFFFFFF))
-        assert self.transport is not None
-        self.transport.write(self.conn.data_to_send())
-
-
-def _load(kind: str, port: int, name: str, viewers: int, window: float, out: Any) -> None:
-    import uvloop
+def _loader(
+    kind: str, port: int, name: str, count: int, start_at: float, end_at: float, out: Any
+) -> None:
+    """One load process: ``count`` viewers; their bytes between ``start_at`` and
+    ``end_at`` (monotonic, the same clock in every process) and this process's CPU in
+    that window."""
+    import asyncio
 
     async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        protos: list[_Viewer] = []
-        for i in range(viewers):
-            try:
-                _, proto = await loop.create_connection(
-                    lambda: _Viewer(kind, name, port), "127.0.0.1", port
+        stats = [lc.ViewerStats() for _ in range(count)]
+        seconds = end_at - time.monotonic() + 1.0
+        tasks = []
+        for i, st in enumerate(stats):
+            if kind == "http":
+                coro = lc.http_viewer(
+                    "127.0.0.1", port, f"/{name}.flv", seconds, st, 3600, rcvlowat=RCVLOWAT
                 )
-                protos.append(proto)
-            except OSError:
-                pass
+            else:
+                coro = lc.rtmp_viewer(
+                    "127.0.0.1", port, "live", name, seconds, st, 3600, rcvlowat=RCVLOWAT
+                )
+            tasks.append(asyncio.ensure_future(coro))
             if i % 50 == 49:
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(WARMUP_S + viewers / 500)  # handshakes of big steps take a while
-        start = [p.bytes for p in protos]
-        await asyncio.sleep(window)
-        got = [p.bytes - s for p, s in zip(protos, start, strict=True)]
-        for p in protos:
-            if p.transport is not None:
-                p.transport.close()
+                await asyncio.sleep(0.05)  # a ramp, not a SYN flood
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        before = [s.bytes for s in stats]
+        late = time.monotonic() - start_at
+        cpu0 = time.process_time()
+        await asyncio.sleep(max(0.0, end_at - time.monotonic()))
+        got = [s.bytes - b for s, b in zip(stats, before, strict=True)]
+        cpu = time.process_time() - cpu0
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        errors = sorted({s.error for s in stats if s.error})[:2]
+        out.put({"got": got, "late_s": late, "errors": errors, "cpu": cpu})
         return got
 
-    out.put(uvloop.run(main()))
+    lc.run(main())
 
 
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    out = {}
     for pid in pids:
         try:
-            proc = psutil.Process(pid)
-            for p in [proc, *proc.children(recursive=True)]:
-                t = p.cpu_times()
-                total += t.user + t.system
-        except psutil.Error:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.NoSuchProcess:
             pass
-    return total
+    return out
 
 
 def _step(
-    ctx: Any, kind: str, port: int, name: str, viewers: int, window: float, pids: list[int]
+    kind: str, port: int, name: str, viewers: int, window: float, rate: float, pids: list[int]
 ) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    loaders = max(1, min(4, -(-viewers // VIEWERS_PER_LOADER)))
+    loaders = -(-viewers // PER_LOADER)
     shares = [viewers // loaders + (1 if i < viewers % loaders else 0) for i in range(loaders)]
+    # process start-up (~1-2 s on a busy machine), the ramp, then the warm-up
+    start_at = time.monotonic() + 3.0 + max(shares) / 300 + WARMUP_S
+    end_at = start_at + window
     procs = [
-        ctx.Process(target=_load, args=(kind, port, name, n, window, q), daemon=True)
+        ctx.Process(target=_loader, args=(kind, port, name, n, start_at, end_at, q), daemon=True)
         for n in shares
     ]
-    c0, t0 = _cpu(pids), time.monotonic()
     for proc in procs:
         proc.start()
-    got: list[int] = []
-    for _ in procs:
-        got += q.get(timeout=WARMUP_S + viewers / 500 + window + 120)
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    c0 = _cpu_seconds(pids)
+    time.sleep(max(0.0, end_at - time.monotonic()))
+    c1 = _cpu_seconds(pids)
+    reports = [q.get(timeout=end_at - time.monotonic() + 60) for _ in procs]
     for proc in procs:
         proc.join(10)
-    cpu = (_cpu(pids) - c0) / (time.monotonic() - t0) * 100
-    need = BITRATE / 8 * window * KEEP_RATIO
+    server = sum(t - c0.get(pid, t) for pid, t in c1.items()) / window * 100
+    got = [g for r in reports for g in r["got"]]
+    need = rate * window * KEEP_RATIO
+    errors = sorted({e for r in reports for e in r["errors"]})[:3]
     return {
         "viewers": viewers,
-        "connected": len(got),
-        "kept_real_time": sum(1 for g in got if g >= need),
-        "server_cpu_percent": round(cpu, 1),
+        "kept": sum(1 for g in got if g >= need),
+        "min_received_ratio": round(min(got) / (rate * window), 2) if got else 0.0,
+        "server_cpu_percent": round(server, 1),
         "load_processes": loaders,
+        "load_cpu_percent": round(sum(r["cpu"] for r in reports) / window * 100, 1),
+        "load_cpu_busiest_percent": round(max(r["cpu"] for r in reports) / window * 100, 1),
+        "load_late_s": round(max(r["late_s"] for r in reports), 2),
+        **({"errors": errors} if errors else {}),
+    }
+
+
+def _stepping(
+    kind: str,
+    port: int,
+    pub_port: int,
+    name: str,
+    source: Path,
+    steps: list[int],
+    window: float,
+    pids: Callable[[], list[int]],
+) -> tuple[int, list[dict[str, Any]]]:
+    rate = byte_rate(read_flv_tags(source))
+    long = len(steps) * (window + WARMUP_S + 20) + 30
+    pub = publisher_process(pub_port, "live", name, source, long)
+    try:
+        time.sleep(2.0)  # the buffer turns READY after a second of media
+        best, done = 0, []
+        for n in steps:
+            res = _step(kind, port, name, n, window, rate, pids())
+            done.append(res)
+            if res["kept"] < n:
+                break
+            best = n
+        return best, done
+    finally:
+        pub.terminate()
+        pub.join(10)
+
+
+def _summary(runs: list[int], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "max_kept_median": statistics.median(runs),
+        "max_kept_runs": runs,
+        "spread": [min(runs), max(runs)],
+        "last_run_steps": steps,
     }
 
 
 def run(quick: bool) -> dict[str, Any]:
     steps = [50, 200] if quick else [250, 500, 1000, 2000, 3000]
     window = 4.0 if quick else 6.0
-    ctx = mp.get_context("spawn")
-    out: dict[str, Any] = {"bitrate_kbps": BITRATE // 1000, "keep_ratio": KEEP_RATIO}
-    per_step = (WARMUP_S + window + 3) * len(steps)
-    with servers() as srv:
-        targets = [("mistpy_rtmp", "rtmp", srv.rtmp, [srv.procs[0].pid]),
-                   ("mistpy_http_flv", "http", srv.http, [srv.procs[1].pid])]  # fmt: skip
-        if srv.nginx:
-            targets.append(("nginx_rtmp", "rtmp", srv.nginx, [srv.procs[2].pid]))
-        for label, kind, port, pids in targets:
-            pub_port = srv.nginx if label.startswith("nginx") else srv.rtmp
-            name = f"benchfan{os.getpid()}{label.replace('_', '')}"
-            ready = ctx.Queue()
-            pub = ctx.Process(
-                target=_publisher, args=(pub_port, name, per_step + 10, ready), daemon=True
-            )
-            pub.start()
-            ready.get(timeout=30)
-            time.sleep(1.5)  # READY after a second of media
-            if label == "mistpy_http_flv":
-                pids = [*pids, srv.procs[0].pid]  # the buffer is a child of MistOutRTMP
-            out[label] = [_step(ctx, kind, port, name, n, window, pids) for n in steps]
-            pub.terminate()
-            pub.join(10)
-    best = {
-        label: max((s["kept_real_time"] for s in out[label]), default=0)
-        for label in ("mistpy_rtmp", "mistpy_http_flv", "nginx_rtmp")
-        if label in out
+    reps = 2
+    out: dict[str, Any] = {
+        "bitrate_kbps": KBPS,
+        "keep_ratio": KEEP_RATIO,
+        "window_s": window,
+        "steps": steps,
+        "quick": quick,
+        "targets": TARGETS,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
-    out["max_kept"] = best
-    if best.get("nginx_rtmp"):
-        out["ratio_rtmp_mistpy_over_nginx"] = round(best["mistpy_rtmp"] / best["nginx_rtmp"], 2)
+    folder = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    runs: dict[str, list[int]] = {}
+    last: dict[str, list[dict[str, Any]]] = {}
+    try:
+        source = make_flv(folder / "src.flv", 30, KBPS)
+        with MistOutputs() as mist:
+            ngx = Nginx().start() if nginx_available() else None
+            try:
+                targets = [
+                    ("mistpy_rtmp", "rtmp", mist.rtmp_port, mist.rtmp_port, mist.pids),
+                    ("mistpy_http_flv", "http", mist.http_port, mist.rtmp_port, mist.pids),
+                ]
+                if ngx is not None:
+                    targets.append(("nginx_rtmp", "rtmp", ngx.rtmp_port, ngx.rtmp_port, ngx.pids))
+                for rep in range(reps):
+                    for label, kind, port, pub_port, pids in targets:
+                        name = f"fan{os.getpid()}r{rep}{label.replace('_', '')}"
+                        best, done = _stepping(
+                            kind, port, pub_port, name, source, steps, window, pids
+                        )
+                        runs.setdefault(label, []).append(best)
+                        last[label] = done
+            finally:
+                if ngx is not None:
+                    ngx.stop()
+    except PeerError as exc:
+        out["error"] = str(exc)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for label, values in runs.items():
+        out[label] = _summary(values, last[label])
+    theirs = statistics.median(runs["nginx_rtmp"]) if runs.get("nginx_rtmp") else 0
+    for label in ("mistpy_rtmp", "mistpy_http_flv"):
+        if theirs and runs.get(label):
+            kind = label.removeprefix("mistpy_")
+            ratio = statistics.median(runs[label]) / theirs
+            out[f"ratio_{kind}_mistpy_over_nginx"] = round(ratio, 2)
+    out["capped_at_last_step"] = steps[-1]
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out

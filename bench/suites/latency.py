@@ -1,131 +1,185 @@
 """Added latency of the live path, packet in (RTMP publish) to packet out, p50/p99.
 
-Paths: our RTMP -> RTMP and RTMP -> HTTP-FLV (MistOutRTMP -> MistInBuffer -> bus ->
-MistOutRTMP / MistOutHTTP), and nginx-rtmp RTMP -> RTMP in the same run. Each frame
-of the synthetic 1 Mbit/s stream carries its send time (``_live.Publisher``); viewers
-on the same machine note when it arrives. Publisher and viewers share one uvloop, so
-the figures include that loop's own scheduling, equally for every server.
+Paths: our RTMP -> RTMP, RTMP -> HTTP-FLV and RTMP -> LL-HLS (MistOutRTMP ->
+MistInBuffer -> bus -> MistOutRTMP / MistOutHTTP), and nginx-rtmp RTMP -> RTMP, all in
+the same run (``bench.peers``). The source is a real 1 Mbit/s H264 + AAC FLV published
+in real time by its own process, one to each server; every video frame carries its send
+time in an SEI (``bench.publisher``: written just before the bytes leave). The viewers
+(``bench.loadclient``, one uvloop process) scan what they receive for the stamps without
+parsing the stream; a frame's latency is its arrival minus its stamp (the same
+monotonic clock). The frames of the GOP a joining viewer gets first are skipped.
+
+LL-HLS is read as a player does: the preload-hinted part is requested at once (the
+server holds the reply until the part is complete), then the playlist is reloaded with
+``_HLS_msn``/``_HLS_part`` for the next hint; a frame's latency is when the part's
+bytes holding it arrived, so it includes waiting for the rest of its part
+(``part_target_s``), as a player must.
+
+Repeated runs (fresh viewers each): medians of the per-run p50/p99 and their spread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.suites._live import (
-    Publisher,
-    avc_config,
-    percentile,
-    read_stamps,
-    servers,
-)
-from mistcodecs.rtmp import ConnectResult, MediaMessage, RtmpClientConnection, StreamCreated
+import aiohttp
+
+from bench import loadclient as lc
+from bench.peers import MistOutputs, Nginx, PeerError, nginx_available
+from bench.publisher import StampScanner, make_flv, publisher_process
+from mistcodecs.hls import parse_media_playlist
 
 TARGETS = {"p50_ms": 10.0, "p99_ms": 50.0}
+JOIN_SKIP_S = 1.0  # frames sent before a viewer's first byte + this are the joining GOP
+PATHS = (
+    "mistpy_rtmp_to_rtmp",
+    "mistpy_rtmp_to_http_flv",
+    "mistpy_rtmp_to_llhls",
+    "nginx_rtmp_to_rtmp",
+)
 
 
-async def _rtmp_viewer(port: int, app: str, name: str, seconds: float, out: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    conn = RtmpClientConnection(plain_handshake=True)
-    conn.connect(app, f"rtmp://127.0.0.1:{port}/{app}")
-    writer.write(conn.data_to_send())
-    sid = 0
-    end = time.monotonic() + seconds
-    try:
-        while (left := end - time.monotonic()) > 0:
-            try:
-                data = await asyncio.wait_for(reader.read(262144), left)
-            except TimeoutError:
-                break
-            if not data:
-                break
-            now = time.monotonic_ns()
-            for ev in conn.receive_data(data):
-                if isinstance(ev, ConnectResult):
-                    conn.create_stream()
-                elif isinstance(ev, StreamCreated):
-                    sid = ev.stream_id
-                    conn.play(sid, name)
-                elif isinstance(ev, MediaMessage) and ev.kind == "video":
-                    for stamp in read_stamps(bytearray(ev.payload)):
-                        out.append((now - stamp) / 1e6)
-            pending = conn.data_to_send()
-            if pending:
-                writer.write(pending)
-    finally:
-        writer.close()
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
 
 
-async def _http_viewer(port: int, name: str, seconds: float, out: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /{name}.flv HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-    buf = bytearray()
-    end = time.monotonic() + seconds
-    try:
-        while (left := end - time.monotonic()) > 0:
-            try:
-                data = await asyncio.wait_for(reader.read(262144), left)
-            except TimeoutError:
-                break
-            if not data:
-                break
-            now = time.monotonic_ns()
-            buf += data
-            out.extend((now - s) / 1e6 for s in read_stamps(buf))
-    finally:
-        writer.close()
+def _collector(out: list[float], since: Callable[[], float]) -> lc.OnData:
+    """An ``on_data`` that notes (arrival - stamp) in ms of every stamp sent after
+    ``since()`` (monotonic s)."""
+    scanner = StampScanner()
+
+    def on_data(data: bytes, now: float) -> None:
+        for ns in scanner.feed(data):
+            if ns / 1e9 >= since():
+                out.append(now * 1000 - ns / 1e6)
+
+    return on_data
 
 
-def _summary(lat: list[float], warmup: int) -> dict[str, Any]:
-    lat = lat[warmup:]  # the GOP log a joining viewer gets first is old by design
+async def _llhls(port: int, stream: str, seconds: float, out: list[float]) -> float:
+    """Follow the LL-HLS playlist of the video track; the part target (s)."""
+    base = f"http://127.0.0.1:{port}/cmaf/{stream}/"
+    started = time.monotonic()
+    collect = _collector(out, lambda: started + JOIN_SKIP_S)
+    end = started + seconds
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with http.get(base + "index.m3u8") as resp:
+            master = await resp.text()
+        media = next(ln for ln in master.splitlines() if ln and not ln.startswith("#"))
+        folder = base + media.rsplit("/", 1)[0] + "/" if "/" in media else base
+        async with http.get(base + media) as resp:
+            pl = parse_media_playlist(await resp.text())
+        part_target = pl.part_target or 0.0
+        while time.monotonic() < end:
+            hints = [h for h in pl.preload_hints if h.type == "PART"]
+            if hints:
+                async with http.get(folder + hints[0].uri) as resp:
+                    async for data in resp.content.iter_any():
+                        collect(data, time.monotonic())
+            msn, part = pl.next_msn, len(pl.open_parts)
+            query = f"?_HLS_msn={msn}&_HLS_part={part + (1 if hints else 0)}"
+            async with http.get(base + media + query) as resp:
+                pl = parse_media_playlist(await resp.text())
+    return part_target
+
+
+async def _one_run(
+    mist: MistOutputs, ngx: Nginx | None, names: dict[str, str], seconds: float
+) -> tuple[dict[str, list[float]], float]:
+    lat: dict[str, list[float]] = {p: [] for p in PATHS}
+    coros: list[Any] = []
+
+    def viewer(path: str, make: Callable[[lc.ViewerStats, lc.OnData], Any]) -> None:
+        st = lc.ViewerStats()
+        coros.append(make(st, _collector(lat[path], lambda: st.first_byte + JOIN_SKIP_S)))
+
+    ours, theirs = names["mistpy"], names["nginx"]
+    viewer("mistpy_rtmp_to_rtmp", lambda st, cb: lc.rtmp_viewer(
+        "127.0.0.1", mist.rtmp_port, "live", ours, seconds, st, 60, cb))  # fmt: skip
+    viewer("mistpy_rtmp_to_http_flv", lambda st, cb: lc.http_viewer(
+        "127.0.0.1", mist.http_port, f"/{ours}.flv", seconds, st, 60, cb))  # fmt: skip
+    if ngx is not None:
+        viewer("nginx_rtmp_to_rtmp", lambda st, cb: lc.rtmp_viewer(
+            "127.0.0.1", ngx.rtmp_port, "live", theirs, seconds, st, 60, cb))  # fmt: skip
+    results = await asyncio.gather(
+        _llhls(mist.http_port, ours, seconds, lat["mistpy_rtmp_to_llhls"]), *coros
+    )
+    return lat, float(results[0])
+
+
+def _summary(runs: list[list[float]]) -> dict[str, Any]:
+    p50 = [percentile(r, 0.5) for r in runs if r]
+    p99 = [percentile(r, 0.99) for r in runs if r]
+    if not p50:
+        return {"samples": 0}
     return {
-        "p50_ms": round(percentile(lat, 0.5), 3),
-        "p99_ms": round(percentile(lat, 0.99), 3),
-        "max_ms": round(max(lat, default=float("nan")), 3),
-        "samples": len(lat),
+        "p50_ms": round(statistics.median(p50), 2),
+        "p99_ms": round(statistics.median(p99), 2),
+        "p50_spread_ms": [round(min(p50), 2), round(max(p50), 2)],
+        "p99_spread_ms": [round(min(p99), 2), round(max(p99), 2)],
+        "max_ms": round(max(max(r) for r in runs if r), 2),
+        "samples": sum(len(r) for r in runs),
     }
 
 
-async def _measure(port: int, app: str, name: str, seconds: float, http: int = 0) -> dict:
-    config = avc_config()
-    pub = Publisher(port, app, name)
-    task = asyncio.ensure_future(pub.run(seconds + 4, config))
-    await asyncio.wait_for(pub.ready.wait(), 20)
-    await asyncio.sleep(1.5)  # the buffer turns READY after a second of media
-    rtmp_lat: list[float] = []
-    http_lat: list[float] = []
-    viewers = [_rtmp_viewer(port, app, name, seconds, rtmp_lat)]
-    if http:
-        viewers.append(_http_viewer(http, name, seconds, http_lat))
-    await asyncio.gather(*viewers)
-    await task
-    warm = 2 * 25  # skip the first two seconds (joining GOP)
-    result = {"rtmp": _summary(rtmp_lat, warm)}
-    if http:
-        result["http_flv"] = _summary(http_lat, warm)
-    return result
-
-
 def run(quick: bool) -> dict[str, Any]:
+    seconds = 8.0 if quick else 20.0
+    reps = 2 if quick else 3
+    out: dict[str, Any] = {
+        "seconds_per_run": seconds,
+        "runs": reps,
+        "bitrate_kbps": 1000,
+        "targets": TARGETS,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    collected: dict[str, list[list[float]]] = {p: [] for p in PATHS}
+    pubs = []
     try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    seconds = 8.0 if quick else 30.0
-    out: dict[str, Any] = {"seconds": seconds, "bitrate_kbps": 1000, "targets": TARGETS}
-    with servers() as srv:
-        name = f"benchlat{os.getpid()}"
-        ours = asyncio.run(_measure(srv.rtmp, "live", name, seconds, srv.http))
-        out["mistpy_rtmp_to_rtmp"] = ours["rtmp"]
-        out["mistpy_rtmp_to_http_flv"] = ours["http_flv"]
-        if srv.nginx:
-            theirs = asyncio.run(_measure(srv.nginx, "live", name, seconds))
-            out["nginx_rtmp_to_rtmp"] = theirs["rtmp"]
-            for q in ("p50_ms", "p99_ms"):
-                mine, other = ours["rtmp"][q], theirs["rtmp"][q]
-                out[f"ratio_rtmp_{q}_mistpy_over_nginx"] = round(mine / other, 2) if other else None
+        source = make_flv(folder / "src.flv", 30, 1000)
+        names = {"mistpy": f"lat{os.getpid()}m", "nginx": f"lat{os.getpid()}n"}
+        long = reps * (seconds + 5) + 30
+        with MistOutputs() as mist:
+            ngx = Nginx().start() if nginx_available() else None
+            try:
+                pubs.append(publisher_process(mist.rtmp_port, "live", names["mistpy"], source, long, True))  # fmt: skip
+                if ngx is not None:
+                    pubs.append(publisher_process(ngx.rtmp_port, "live", names["nginx"], source, long, True))  # fmt: skip
+                time.sleep(3.0)  # READY after a second of media, and a first LL-HLS part
+                for _ in range(reps):
+                    lat, part_target = lc.run(_one_run(mist, ngx, names, seconds))
+                    out["llhls_part_target_s"] = part_target
+                    for path, values in lat.items():
+                        collected[path].append(values)
+            finally:
+                for pub in pubs:
+                    pub.terminate()
+                    pub.join(10)
+                if ngx is not None:
+                    ngx.stop()
+    except PeerError as exc:
+        out["error"] = str(exc)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for path, runs in collected.items():
+        if any(runs):
+            out[path] = _summary(runs)
+    theirs = out.get("nginx_rtmp_to_rtmp", {})
+    for path in ("mistpy_rtmp_to_rtmp", "mistpy_rtmp_to_http_flv"):
+        for q in ("p50_ms", "p99_ms"):
+            mine, other = out.get(path, {}).get(q), theirs.get(q)
+            if mine is not None and other:
+                kind = path.removeprefix("mistpy_rtmp_to_")
+                out[f"ratio_{kind}_{q}_mistpy_over_nginx_rtmp"] = round(mine / other, 2)
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out

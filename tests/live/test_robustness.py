@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from bench.rtmpclient import Client, PlayStats
 from mistcodecs.rtmp.chunks import ChunkWriter
 
 from .conftest import Rtmp, wait_for
-from .rtmp_client import Client, PlayStats
 from .test_e2e import http_capture
 
 

@@ -1,10 +1,16 @@
-"""A small asyncio RTMP client built on the sans-IO RtmpClientConnection, for tests:
-play (recording media timestamps and arrival times), publish raw messages, or get a
-connection to the point after the handshake to send garbage."""
+"""A small asyncio RTMP client on the sans-IO ``RtmpClientConnection``, shared by the load
+clients (publisher set-up), the live tests and the reliability tests.
+
+``Client`` gets a connection to any point of the set-up (handshake, ``connect``,
+``createStream``, a status code) and leaves the socket to the caller from there: send
+garbage, publish, or ``play`` and record what arrives (``PlayStats``: media timestamps
+and arrival times, statuses, optionally read slowly or with a small receive buffer).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -44,13 +50,15 @@ class Client:
         self.events: list[Event] = []
 
     async def open(self, rcvbuf: int = 0) -> None:
-        import socket
-
         sock = socket.socket()
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
         self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
 
     def flush(self) -> None:
@@ -59,6 +67,7 @@ class Client:
             self.writer.write(out)
 
     async def until(self, kind: type, timeout: float = 10.0) -> Event:
+        """The next event of ``kind`` (earlier events are dropped)."""
         assert self.reader is not None
         deadline = time.monotonic() + timeout
         while True:
@@ -71,23 +80,42 @@ class Client:
                 raise TimeoutError(f"no {kind.__name__} from the server")
             data = await asyncio.wait_for(self.reader.read(65536), left)
             if not data:
-                raise ConnectionError("server closed the connection")
+                raise ConnectionError(f"server closed before {kind.__name__}")
             self.events += self.conn.receive_data(data)
             self.flush()
 
-    async def handshake(self) -> None:
-        """Connect and complete the handshake (for sending garbage afterwards)."""
+    async def handshake(self, timeout: float = 10.0) -> None:
+        """Connect and complete the handshake and ``connect`` (then send what you like)."""
         await self.open()
         self.conn.connect(self.app, f"rtmp://{self.host}:{self.port}/{self.app}")
         self.flush()
-        await self.until(ConnectResult)
+        await self.until(ConnectResult, timeout)
 
-    async def create_stream(self) -> int:
+    async def create_stream(self, timeout: float = 10.0) -> int:
         self.conn.create_stream()
         self.flush()
-        ev = await self.until(StreamCreated)
+        ev = await self.until(StreamCreated, timeout)
         assert isinstance(ev, StreamCreated)
-        return ev.stream_id
+        return int(ev.stream_id)
+
+    async def status(self, code: str, timeout: float = 10.0) -> None:
+        """Wait for the status ``code``; an error-level status raises ``ConnectionError``."""
+        while True:
+            st = await self.until(Status, timeout)
+            assert isinstance(st, Status)
+            if st.code == code:
+                return
+            if st.level == "error":
+                raise ConnectionError(f"{st.code}: {st.description}")
+
+    async def publish(self, name: str, timeout: float = 15.0) -> int:
+        """Handshake, connect, publish ``name``; the message stream id once it started."""
+        await self.handshake(timeout)
+        sid = await self.create_stream(timeout)
+        self.conn.publish(sid, name)
+        self.flush()
+        await self.status("NetStream.Publish.Start", timeout)
+        return sid
 
     async def play(
         self, name: str, seconds: float, stats: PlayStats, rcvbuf: int = 0, rate: float = 0
