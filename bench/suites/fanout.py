@@ -224,3 +224,28 @@ def run(quick: bool) -> dict[str, Any]:
     out["capped_at_last_step"] = steps[-1]
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
+
+
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for docs/benchmarks.md (``bench.report``)."""
+    rows = []
+    for label in ("mistpy_http_flv", "mistpy_rtmp", "nginx_rtmp"):
+        fig = result.get(label)
+        if not fig:
+            continue
+        text = f"{fig['max_kept_median']:,.0f} (runs {', '.join(map(str, fig['max_kept_runs']))})"
+        if fig["last_run_steps"]:
+            top = fig["last_run_steps"][-1]
+            text += (
+                f"; at {top['viewers']:,}: {top['kept']:,} kept, server CPU "
+                f"{top['server_cpu_percent']} %, busiest load process "
+                f"{top['load_cpu_busiest_percent']} % ({top['load_processes']} processes)"
+            )
+        rows.append((f"viewers kept, {label}", text))
+    for key in ("ratio_rtmp_mistpy_over_nginx", "ratio_http_flv_mistpy_over_nginx"):
+        if key in result:
+            rows.append((key, str(result[key])))
+    if "error" in result:
+        rows.append(("error", str(result["error"])))
+    rows.append(("steps", f"{result['steps']} (stop at the first not all kept)"))
+    return rows

@@ -573,5 +573,21 @@ def run(quick: bool) -> dict[str, Any]:
     }
 
 
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for docs/benchmarks.md (``bench.report``)."""
+    targets = result.get("targets", {})
+    engines = sorted({str(t.get("engine")) for t in targets.values()})
+    crashing = sorted(name for name, t in targets.items() if t.get("crashes"))
+    return [
+        ("targets", f"{len(targets)} ({', '.join(engines)})"),
+        ("iterations", f"{result.get('total_iterations', 0):,}"),
+        (
+            "crashes",
+            f"{result.get('total_crashes', 0)}"
+            + (f" in {', '.join(crashing)}" if crashing else ""),
+        ),
+    ]
+
+
 if __name__ == "__main__":
     _atheris_child(*sys.argv[1:5])

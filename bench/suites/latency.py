@@ -183,3 +183,21 @@ def run(quick: bool) -> dict[str, Any]:
                 out[f"ratio_{kind}_{q}_mistpy_over_nginx_rtmp"] = round(mine / other, 2)
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
+
+
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for docs/benchmarks.md (``bench.report``)."""
+    rows = []
+    for path in PATHS:
+        fig = result.get(path)
+        if fig and fig.get("samples"):
+            lo, hi = fig["p50_spread_ms"]
+            rows.append(
+                (f"{path} p50 / p99 ms", f"{fig['p50_ms']} / {fig['p99_ms']} (p50 runs {lo}-{hi})")
+            )
+    rows += [(k, str(v)) for k, v in sorted(result.items()) if k.startswith("ratio_")]
+    if "llhls_part_target_s" in result:
+        rows.append(("LL-HLS part target s", str(result["llhls_part_target_s"])))
+    if "error" in result:
+        rows.append(("error", str(result["error"])))
+    return rows

@@ -85,13 +85,41 @@ def test_publisher_and_viewers_against_nginx(flv: Path, tmp_path: Path) -> None:
 def test_report_keeps_the_hand_written_part(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# B\n\nintro\n\n{report.START}\nold\n{report.END}\n\n## Later\n\nkept\n")
-    report.write(doc, {"s": {"a": 1, "b": {"c": [1, 2]}, "t": "x|y"}}, quick=True)
+    results = {
+        "s": {
+            "a_ratio": 1.5,
+            "b": {"median": 3, "spread": [2, 4], "runs": [2, 3, 4]},
+            "steps_done": [1, 2],
+            "t_error": "x|y",
+            "targets": {"p50_ms": 10},
+        }
+    }
+    report.write(doc, results, quick=True)
     text = doc.read_text()
     assert text.startswith("# B\n\nintro\n\n" + report.START)
     assert text.endswith(report.END + "\n\n## Later\n\nkept\n")
     assert "old" not in text
-    assert "| s | a | 1 |" in text and "| s | b.c | [1, 2] |" in text and "x\\|y" in text
+    # headline figures only: medians with their spread, ratios; lists and settings not
+    assert "| s | a_ratio | 1.5 |" in text and "| s | b | 3 (spread 2-4) |" in text
+    assert "x\\|y" in text and "steps_done" not in text and "targets" not in text
     assert "Machine: cpu:" in text
+    # every figure is in the JSON beside it
+    details = json.loads((tmp_path / report.JSON_NAME).read_text())
+    assert details["results"] == results and details["quick"] is True
     fresh = tmp_path / "new.md"
     report.write(fresh, {"s": {"a": 1}}, quick=False)
     assert report.START in fresh.read_text() and "full runs" in fresh.read_text()
+
+
+def test_report_uses_a_suites_own_summary() -> None:
+    step = {"viewers": 200, "kept": 200, "server_cpu_percent": 15.0,
+            "load_cpu_busiest_percent": 3.1, "load_processes": 1}  # fmt: skip
+    fig = {"max_kept_median": 200, "max_kept_runs": [200, 200], "spread": [200, 200],
+           "last_run_steps": [step]}  # fmt: skip
+    fanout = {"mistpy_rtmp": fig, "nginx_rtmp": fig, "ratio_rtmp_mistpy_over_nginx": 1.0,
+              "steps": [50, 200]}  # fmt: skip
+    rows = dict(report.summarize("fanout", fanout))
+    assert rows["viewers kept, mistpy_rtmp"].startswith("200 (runs 200, 200); at 200: 200 kept")
+    assert rows["ratio_rtmp_mistpy_over_nginx"] == "1.0"
+    # figures of another shape fall back to the generic rows instead of failing
+    assert dict(report.summarize("fanout", {"mistpy_rtmp": [1], "ratio_x": 2})) == {"ratio_x": "2"}
