@@ -67,6 +67,17 @@ def frames(data: bytes, tmp: Path, name: str) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
+def hls_frames(url: str, want: int = 10) -> int:
+    """Video frames FFmpeg (PyAV) decodes from a live HLS playlist (TS or fMP4), up to ``want``."""
+    n = 0
+    with av.open(url, timeout=15) as c:
+        for _ in c.decode(video=0):
+            n += 1
+            if n >= want:
+                break
+    return n
+
+
 def kill9(proc: psutil.Process) -> float:
     proc.send_signal(signal.SIGKILL)
     return time.monotonic()
@@ -123,6 +134,15 @@ def test_kill_http_output_rtmp_viewer_unaffected(srv: Server, load: LoadThread) 
     assert hv.closed or hv.error  # its own process died: that viewer is gone
     live = try_fetch(f"http://127.0.0.1:{srv.http}/{srv.live}.flv", limit=50_000)
     assert live is not None and live[:3] == b"FLV"
+    # HLS (TS) and CMAF (fMP4, LL-HLS) live in MistOutHTTP too: served again, decodable
+    base = f"http://127.0.0.1:{srv.http}"
+    assert hls_frames(f"{base}/hls/{srv.live}/index.m3u8") == 10
+    assert hls_frames(f"{base}/cmaf/{srv.live}/index.m3u8") == 10
+    master = try_fetch(f"{base}/cmaf/{srv.live}/index.m3u8")
+    assert master is not None
+    video = next(ln for ln in master.decode().splitlines() if ln and not ln.startswith("#"))
+    ll = try_fetch(f"{base}/cmaf/{srv.live}/{video}")
+    assert ll is not None and b"#EXT-X-PART:" in ll
 
 
 def test_kill_rtmp_output_vod_viewer_unaffected(srv: Server, tmp_path: Path) -> None:
