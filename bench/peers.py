@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -214,6 +216,30 @@ def process_tree(pid: int) -> list[int]:
         return [main.pid, *(c.pid for c in main.children(recursive=True))]
     except psutil.NoSuchProcess:
         return []
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds so far of each process still there."""
+    out = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@contextmanager
+def live_servers(nginx: bool = True) -> Iterator[tuple[MistOutputs, Nginx | None]]:
+    """Our outputs and, when installed (and ``nginx``), nginx-rtmp beside them."""
+    with MistOutputs() as mist:
+        ngx = Nginx().start() if nginx and nginx_available() else None
+        try:
+            yield mist, ngx
+        finally:
+            if ngx is not None:
+                ngx.stop()
 
 
 class MistOutputs:

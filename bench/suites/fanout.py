@@ -28,10 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench import loadclient as lc
-from bench.peers import MistOutputs, Nginx, PeerError, nginx_available
+from bench.peers import PeerError, cpu_seconds, live_servers
 from bench.publisher import byte_rate, make_flv, publisher_process, read_flv_tags
 
 KBPS = 1000
@@ -83,17 +81,6 @@ def _loader(
     lc.run(main())
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            out[pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def _step(
     kind: str, port: int, name: str, viewers: int, window: float, rate: float, pids: list[int]
 ) -> dict[str, Any]:
@@ -111,9 +98,9 @@ def _step(
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
-    c0 = _cpu_seconds(pids)
+    c0 = cpu_seconds(pids)
     time.sleep(max(0.0, end_at - time.monotonic()))
-    c1 = _cpu_seconds(pids)
+    c1 = cpu_seconds(pids)
     reports = [q.get(timeout=end_at - time.monotonic() + 60) for _ in procs]
     for proc in procs:
         proc.join(10)
@@ -189,26 +176,19 @@ def run(quick: bool) -> dict[str, Any]:
     last: dict[str, list[dict[str, Any]]] = {}
     try:
         source = make_flv(folder / "src.flv", 30, KBPS)
-        with MistOutputs() as mist:
-            ngx = Nginx().start() if nginx_available() else None
-            try:
-                targets = [
-                    ("mistpy_rtmp", "rtmp", mist.rtmp_port, mist.rtmp_port, mist.pids),
-                    ("mistpy_http_flv", "http", mist.http_port, mist.rtmp_port, mist.pids),
-                ]
-                if ngx is not None:
-                    targets.append(("nginx_rtmp", "rtmp", ngx.rtmp_port, ngx.rtmp_port, ngx.pids))
-                for rep in range(reps):
-                    for label, kind, port, pub_port, pids in targets:
-                        name = f"fan{os.getpid()}r{rep}{label.replace('_', '')}"
-                        best, done = _stepping(
-                            kind, port, pub_port, name, source, steps, window, pids
-                        )
-                        runs.setdefault(label, []).append(best)
-                        last[label] = done
-            finally:
-                if ngx is not None:
-                    ngx.stop()
+        with live_servers() as (mist, ngx):
+            targets = [
+                ("mistpy_rtmp", "rtmp", mist.rtmp_port, mist.rtmp_port, mist.pids),
+                ("mistpy_http_flv", "http", mist.http_port, mist.rtmp_port, mist.pids),
+            ]
+            if ngx is not None:
+                targets.append(("nginx_rtmp", "rtmp", ngx.rtmp_port, ngx.rtmp_port, ngx.pids))
+            for rep in range(reps):
+                for label, kind, port, pub_port, pids in targets:
+                    name = f"fan{os.getpid()}r{rep}{label.replace('_', '')}"
+                    best, done = _stepping(kind, port, pub_port, name, source, steps, window, pids)
+                    runs.setdefault(label, []).append(best)
+                    last[label] = done
     except PeerError as exc:
         out["error"] = str(exc)
     finally:

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench import loadclient as lc
-from bench.peers import MistOutputs, Nginx, PeerError, nginx_available
+from bench.peers import MistOutputs, Nginx, PeerError, live_servers
 from bench.publisher import StampScanner, make_flv, publisher_process
 from mistcodecs.hls import parse_media_playlist
 
@@ -149,8 +149,7 @@ def run(quick: bool) -> dict[str, Any]:
         source = make_flv(folder / "src.flv", 30, 1000)
         names = {"mistpy": f"lat{os.getpid()}m", "nginx": f"lat{os.getpid()}n"}
         long = reps * (seconds + 5) + 30
-        with MistOutputs() as mist:
-            ngx = Nginx().start() if nginx_available() else None
+        with live_servers() as (mist, ngx):
             try:
                 pubs.append(publisher_process(mist.rtmp_port, "live", names["mistpy"], source, long, True))  # fmt: skip
                 if ngx is not None:
@@ -165,8 +164,6 @@ def run(quick: bool) -> dict[str, Any]:
                 for pub in pubs:
                     pub.terminate()
                     pub.join(10)
-                if ngx is not None:
-                    ngx.stop()
     except PeerError as exc:
         out["error"] = str(exc)
     finally:

@@ -60,6 +60,16 @@ def paced_download(url: str, rate: int) -> tuple[Download, threading.Thread]:
     return dl, th
 
 
+def vod_download(srv: Server, seconds: int) -> tuple[bytes, Download, threading.Thread]:
+    """The whole VoD as FLV, then a download of it paced to take ``seconds``, started."""
+    url = f"http://127.0.0.1:{srv.http}/{srv.vod}.flv"
+    full = try_fetch(url)
+    assert full is not None
+    dl, th = paced_download(url, len(full) // seconds)
+    wait_for(lambda: len(dl.data) > 0, 10, 0.05, "the VoD download started")
+    return full, dl, th
+
+
 def frames(data: bytes, tmp: Path, name: str) -> int:
     path = tmp / name
     path.write_bytes(data)
@@ -147,10 +157,7 @@ def test_kill_http_output_rtmp_viewer_unaffected(srv: Server, load: LoadThread) 
 
 def test_kill_rtmp_output_vod_viewer_unaffected(srv: Server, tmp_path: Path) -> None:
     _ensure_push(srv)
-    full = try_fetch(f"http://127.0.0.1:{srv.http}/{srv.vod}.flv")
-    assert full is not None
-    dl, th = paced_download(f"http://127.0.0.1:{srv.http}/{srv.vod}.flv", len(full) // 5)
-    wait_for(lambda: len(dl.data) > 0, 10, 0.05, "the VoD download started")
+    full, dl, th = vod_download(srv, 5)
     old = srv.wait_one("MistOutRTMP")
     killed = kill9(old)
 
@@ -206,10 +213,7 @@ def test_kill_vod_input_live_viewer_unaffected(
 
 def test_kill_live_buffer_vod_viewer_unaffected(srv: Server, tmp_path: Path) -> None:
     _ensure_push(srv)
-    full = try_fetch(f"http://127.0.0.1:{srv.http}/{srv.vod}.flv")
-    assert full is not None
-    dl, th = paced_download(f"http://127.0.0.1:{srv.http}/{srv.vod}.flv", len(full) // 4)
-    wait_for(lambda: len(dl.data) > 0, 10, 0.05, "the VoD download started")
+    full, dl, th = vod_download(srv, 4)
     old = srv.wait_one("MistInBuffer", srv.live)
     killed = kill9(old)
     # the push dies with its buffer; the publisher comes back (retrying, as encoders do:
