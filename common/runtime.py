@@ -24,7 +24,6 @@ programs keep running when the shell that started them goes away.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -34,10 +33,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.control import control_address, under_controller
 from common.log import get_logger
+
+if TYPE_CHECKING:  # asyncio is imported on use: blocking programs (MistInBuffer) stay slim
+    import asyncio
 
 HEARTBEAT_S = 1.0
 ORPHAN_GRACE_S = 5.0
@@ -79,6 +81,8 @@ class Runtime:
                 self.log.exception("stop callback failed")
 
     async def wait_stopped(self) -> None:
+        import asyncio
+
         if self._async_event is None:
             self._async_event = asyncio.Event()
             if self.stopping.is_set():
@@ -114,6 +118,8 @@ class Runtime:
             self.request_stop(reason)
 
     async def _heartbeat_task(self) -> None:
+        import asyncio
+
         while not self.stopping.is_set():
             self._beat()
             await asyncio.sleep(HEARTBEAT_S)
@@ -129,6 +135,8 @@ class Runtime:
 
     async def close(self) -> None:
         """Stop the heartbeat (async variant)."""
+        import asyncio
+
         self.stopping.set()
         if self._task is not None:
             self._task.cancel()
@@ -164,6 +172,8 @@ def start(program: str, stream: str = "", debug: int | None = None) -> Runtime:
 
 async def start_async(program: str, stream: str = "", debug: int | None = None) -> Runtime:
     """Set up an asyncio program: loop signal handlers and a heartbeat task on this loop."""
+    import asyncio
+
     rt = Runtime(program, stream, debug)
     loop = asyncio.get_running_loop()
     rt._loop = loop

@@ -19,8 +19,8 @@ keyframes, retention) and takes media from pushers over the ingest socket
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import selectors
 import socket
 import sys
 import time
@@ -28,8 +28,9 @@ from typing import Any
 
 import click
 
-from common import runtime, triggers
+from common import runtime
 from common.capabilities import Capabilities, Setting
+from common.control import under_controller
 from common.defaults import DVR_MS, FRAGMENT_MS, INPUT_TIMEOUT_S
 from common.streamname import sanitize
 from inputs.live_ingest import (
@@ -49,6 +50,7 @@ from shm.model import Packet, StreamState, TrackMeta
 AUDIO_GRACE_MS = 1000
 RESUME_GAP_MS = 20  # spacing between the last packet before and the first after a resume
 EXIT_BUSY = 3
+RECV_SIZE = 256 * 1024
 
 CAPS = Capabilities(
     name="Buffer",
@@ -153,7 +155,9 @@ class LiveBuffer:
 
     def _track_list(self) -> None:
         """LIVE_TRACK_LIST (fire and forget) when the playable track set appears or changes."""
-        if self.ready:
+        if self.ready and under_controller():  # triggers live in the controller
+            from common import triggers  # on use: it brings asyncio along
+
             stream = self.writer.stream
             tracks = triggers.track_list_json(self.writer.tracks)
             triggers.fire_nowait("LIVE_TRACK_LIST", [stream, tracks], stream)
@@ -175,73 +179,142 @@ class LiveBuffer:
             self.writer.update_track(tid, extra={**t.extra, "discontinuities": marks})
 
 
+class _Pusher:
+    """One connection on the ingest socket."""
+
+    __slots__ = ("mine", "reader", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = RecordReader()
+        self.mine = False  # accepted as the stream's publisher
+
+
 class BufferServer:
-    """The ingest socket: one active pusher; the rest are refused."""
+    """The ingest socket: one active pusher; the rest are refused.
+
+    A plain ``selectors`` loop, not asyncio: the buffer is one small process per live
+    stream, and the event loop machinery would double what it costs to start and to keep
+    (see ``docs/architecture.md``). :meth:`poll` runs one round; :meth:`wake` (safe from
+    a signal handler or another thread) ends a round early."""
 
     def __init__(
-        self, stream: str, policy: PushPolicy, buffer: LiveBuffer, rt: runtime.Runtime
+        self, stream: str, policy: PushPolicy, buffer: LiveBuffer, log: Any, listener: socket.socket
     ) -> None:
         self.stream = stream
         self.policy = policy
         self.buffer = buffer
-        self.rt = rt
+        self.log = log
         self.active: str = ""  # who is publishing now ("" = nobody)
-        self.changed = asyncio.Event()
         self.left_at: float | None = None
+        self._listener = listener
+        listener.setblocking(False)
+        listener.listen(16)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        rr = RecordReader()
-        mine = False
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def poll(self, timeout: float | None) -> None:
+        for key, _ in self._sel.select(timeout):
+            pusher = key.data
+            if pusher is not None:
+                self._read(pusher)
+            elif key.fileobj is self._listener:
+                self._accept()
+            else:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+
+    def close(self) -> None:
+        for key in list(self._sel.get_map().values()):
+            if key.data is not None:
+                self._drop(key.data)
+        self._sel.close()
+        for s in (self._listener, self._wake_r, self._wake_w):
+            s.close()
+
+    def _accept(self) -> None:
         try:
-            while data := await reader.read(262144):
-                for rec in rr.feed(data):
-                    if isinstance(rec, Packet):
-                        if mine:
-                            self.buffer.packet(rec)
-                    elif isinstance(rec, Track):
-                        if mine:
-                            self.buffer.track(rec.meta)
-                    elif isinstance(rec, Hello) and not mine:
-                        reason = self._admit(rec)
-                        if reason:
-                            writer.write(bytes(Refuse(reason)))
-                            await writer.drain()
-                            return
-                        mine = True
-                        resumed = self.buffer.start_session()
-                        writer.write(bytes(Accept(resumed)))
-                    elif isinstance(rec, Bye):
+            sock, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setblocking(False)
+        self._sel.register(sock, selectors.EVENT_READ, _Pusher(sock))
+
+    def _read(self, p: _Pusher) -> None:
+        try:
+            data = p.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(p)
+            return
+        buffer = self.buffer
+        try:
+            for rec in p.reader.feed(data):
+                if type(rec) is Packet:
+                    if p.mine:
+                        buffer.packet(rec)
+                elif isinstance(rec, Track):
+                    if p.mine:
+                        buffer.track(rec.meta)
+                elif isinstance(rec, Hello) and not p.mine:
+                    reason = self._admit(rec)
+                    if reason:
+                        self._send(p, bytes(Refuse(reason)))
+                        self._drop(p)
                         return
+                    p.mine = True
+                    self._send(p, bytes(Accept(buffer.start_session())))
+                elif isinstance(rec, Bye):
+                    self._drop(p)
+                    return
         except FormatError as exc:
-            self.rt.log.error("malformed ingest data from the pusher: %s", exc)
-        except ConnectionError:
-            pass
-        finally:
-            if mine:
-                self.rt.log.info("publisher %s left", self.active)
-                self.active = ""
-                self.left_at = time.monotonic()
-                self.changed.set()
-            writer.close()
+            self.log.error("malformed ingest data from the pusher: %s", exc)
+            self._drop(p)
+
+    @staticmethod
+    def _send(p: _Pusher, data: bytes) -> None:
+        """A short answer; the socket's buffer is empty at this point, so it fits."""
+        with contextlib.suppress(OSError):
+            p.sock.send(data)
+
+    def _drop(self, p: _Pusher) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(p.sock)
+        p.sock.close()
+        if p.mine:
+            p.mine = False
+            self.log.info("publisher %s left", self.active)
+            self.active = ""
+            self.left_at = time.monotonic()
 
     def _admit(self, hello: Hello) -> str:
         who = f"{hello.protocol} from {hello.host or 'local'}"
         if self.active:
             reason = f"stream {self.stream!r} is busy: already published ({self.active})"
-            self.rt.log.warning("refusing push %s: %s", who, reason)
+            self.log.warning("refusing push %s: %s", who, reason)
             return reason
         reason = "" if hello.authorized else self.policy.check(hello.host, hello.password)
         if reason:
-            self.rt.log.warning("refusing push %s: %s", who, reason)
+            self.log.warning("refusing push %s: %s", who, reason)
             return reason
         self.active = who
         self.left_at = None
-        self.changed.set()
-        self.rt.log.info("accepted push %s", who)
+        self.log.info("accepted push %s", who)
         return ""
 
 
-async def run_buffer(
+def run_buffer(
     stream: str,
     source: str,
     dvr_ms: int,
@@ -251,14 +324,14 @@ async def run_buffer(
     always_on: bool,
     debug: int | None,
 ) -> int:
-    rt = await runtime.start_async("MistInBuffer", stream, debug)
+    rt = runtime.start("MistInBuffer", stream, debug)
     try:
         writer = StreamWriter(
             stream, live=True, dvr_ms=dvr_ms, fragment_ms=segment_ms, source=source
         )
     except StreamBusy as exc:
         rt.log.error("%s", exc)
-        await rt.close()
+        rt.close_sync()
         return EXIT_BUSY
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -267,18 +340,16 @@ async def run_buffer(
         rt.log.error("cannot listen for pushes to %r: %s", stream, exc)
         sock.close()
         writer.close()
-        await rt.close()
+        rt.close_sync()
         return EXIT_BUSY
     buffer = LiveBuffer(writer, rt.log)
-    server = BufferServer(stream, PushPolicy.parse(source), buffer, rt)
-    srv = await asyncio.start_unix_server(server.handle, sock=sock)
+    server = BufferServer(stream, PushPolicy.parse(source), buffer, rt.log, sock)
+    rt.add_stop_callback(server.wake)
     writer.set_state(StreamState.WAIT)
     rt.log.info("waiting for a push (source %s)", source)
     started = time.monotonic()
-    stop = asyncio.ensure_future(rt.wait_stopped())
     try:
-        while not stop.done():
-            server.changed.clear()
+        while not rt.stopping.is_set():
             now = time.monotonic()
             if server.active:
                 wait: float | None = None
@@ -292,17 +363,12 @@ async def run_buffer(
                 break
             else:
                 wait = None if always_on else input_timeout_s - (now - started)
-            changed = asyncio.ensure_future(server.changed.wait())
-            await asyncio.wait({stop, changed}, timeout=wait, return_when="FIRST_COMPLETED")
-            changed.cancel()
+            server.poll(wait)
     finally:
-        stop.cancel()
         writer.set_state(StreamState.SHUTDOWN)
-        srv.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(srv.wait_closed(), 1.0)
+        server.close()
         writer.close()
-        await rt.close()
+        rt.close_sync()
     return 0
 
 
@@ -324,20 +390,9 @@ def main(
     name = sanitize(stream)
     if not name:
         raise click.BadParameter(f"no valid stream name in {stream!r}", param_hint="-s")
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    code = 0
-    with contextlib.suppress(KeyboardInterrupt):
-        code = asyncio.run(
-            run_buffer(
-                name, source, DVR, segmentsize, float(resume), float(inputtimeout), always_on,
-                debug,
-            )
-        )  # fmt: skip
+    code = run_buffer(
+        name, source, DVR, segmentsize, float(resume), float(inputtimeout), always_on, debug
+    )
     sys.exit(code)
 
 

@@ -12,7 +12,8 @@ or ``REFUSE`` (busy stream, wrong password, host not whitelisted); then ``TRACK`
 (a :class:`~shm.model.TrackMeta`, msgpack) and ``PACKET`` records, and ``BYE`` at the
 end. Every record is ``<BI`` (type, body length) + body; a packet body is ``<IqiB``
 (track, dts, offset, flags) + payload. The framing is sans-IO (:class:`RecordReader`);
-:class:`IngestClient` is the thin asyncio pusher side.
+the asyncio pusher side is :mod:`inputs.ingest_client` (kept apart: the buffer never
+imports asyncio).
 
 Why a socket and not the bus directly: one publisher must not become the stream's
 writer (a reconnect would lose the DVR window and every reader); the buffer keeps the
@@ -26,7 +27,6 @@ anyone); ``password`` must equal the RTMP application name or a ``pass`` paramet
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import struct
@@ -41,6 +41,7 @@ from shm.model import Packet, TrackMeta
 
 HEAD = struct.Struct("<BI")
 PACKET_HEAD = struct.Struct("<IqiB")
+PACKET_FRAME = struct.Struct("<BIIqiB")  # HEAD + PACKET_HEAD in one pack (hot path)
 MAX_RECORD = 64 << 20
 
 HELLO, ACCEPT, REFUSE, TRACK, PACKET, BYE = 1, 2, 3, 4, 5, 6
@@ -154,15 +155,14 @@ def _frame(code: int, body: bytes) -> bytes:
     return HEAD.pack(code, len(body)) + body
 
 
+def packet_header(track: int, dts: int, offset: int, keyframe: bool, size: int) -> bytes:
+    """The framing of a PACKET record whose payload of ``size`` bytes follows."""
+    return PACKET_FRAME.pack(PACKET, PACKET_HEAD.size + size, track, dts, offset, keyframe)
+
+
 def packet_record(p: Packet) -> bytes:
-    """A PACKET record (hot path: no dataclass)."""
-    return b"".join(
-        (
-            HEAD.pack(PACKET, PACKET_HEAD.size + len(p.data)),
-            PACKET_HEAD.pack(p.track, p.dts, p.offset, 1 if p.keyframe else 0),
-            p.data,
-        )
-    )
+    """A whole PACKET record."""
+    return packet_header(p.track, p.dts, p.offset, p.keyframe, len(p.data)) + p.data
 
 
 def parse_packet(body: bytes | memoryview) -> Packet:
@@ -264,99 +264,3 @@ def _host_matches(rule: str, host: str) -> bool:
     except OSError:
         return False
     return any(ipaddress.ip_address(i[4][0]) == addr for i in infos)
-
-
-# -- pusher side ------------------------------------------------------------------------
-
-
-class IngestRefused(Exception):
-    """The buffer refused the push; the message says why."""
-
-
-class IngestClient(asyncio.Protocol):
-    """A pusher's connection to the buffer (asyncio protocol, see :meth:`open`)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.reader = RecordReader()
-        self.answer: asyncio.Future[Accept | Refuse] = asyncio.get_running_loop().create_future()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.on_pause: Any = None  # callables the pusher sets for back-pressure
-        self.on_resume: Any = None
-        self.on_lost: Any = None
-
-    @classmethod
-    async def open(
-        cls, stream: str, hello: Hello, timeout: float = 10.0
-    ) -> tuple[IngestClient, Accept]:
-        """Connect to the buffer of ``stream`` (retrying while it starts) and introduce us.
-        Raises :class:`IngestRefused` or ``TimeoutError``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            try:
-                await loop.sock_connect(sock, socket_address(stream))
-                break
-            except (ConnectionRefusedError, FileNotFoundError):
-                sock.close()
-                if loop.time() > deadline:
-                    raise TimeoutError(f"no live buffer for {stream!r}") from None
-                await asyncio.sleep(0.05)
-        _tr, proto = await loop.create_unix_connection(cls, sock=sock)
-        assert proto.transport is not None
-        proto.transport.write(bytes(hello))
-        left = max(0.1, deadline - loop.time())
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(proto.answer), left)
-        except BaseException:
-            proto.close()
-            raise
-        if isinstance(answer, Refuse):
-            proto.close()
-            raise IngestRefused(answer.reason)
-        return proto, answer
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            records = self.reader.feed(data)
-        except FormatError:
-            self.close()
-            return
-        for rec in records:
-            if isinstance(rec, Accept | Refuse) and not self.answer.done():
-                self.answer.set_result(rec)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(ConnectionError("live buffer closed the connection"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self.on_lost is not None:
-            self.on_lost()
-
-    def pause_writing(self) -> None:
-        if self.on_pause is not None:
-            self.on_pause()
-
-    def resume_writing(self) -> None:
-        if self.on_resume is not None:
-            self.on_resume()
-
-    def send_track(self, meta: TrackMeta) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(bytes(Track(meta)))
-
-    def send_packet(self, p: Packet) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(packet_record(p))
-
-    def close(self, reason: str = "") -> None:
-        tr = self.transport
-        if tr is not None and not tr.is_closing():
-            tr.write(bytes(Bye(reason)))
-            tr.close()

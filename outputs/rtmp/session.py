@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 
 from common import sessions, triggers
 from common.control import NO_CONTROLLER, ensure_input_async, request, under_controller
-from inputs.live_ingest import Hello, IngestClient, IngestRefused
+from inputs.ingest_client import IngestClient, IngestRefused
+from inputs.live_ingest import Hello
 from mistcodecs.errors import FormatError
 from mistcodecs.flv import FlvMuxer, FlvTagDecoder
 from mistcodecs.rtmp import (
@@ -179,6 +180,8 @@ class RtmpSession(asyncio.Protocol):
                 self._flush()
                 self.close()
                 return
+        if self.ingest is not None:
+            self.ingest.flush()  # everything this read carried, in one write
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -343,6 +346,7 @@ class RtmpSession(asyncio.Protocol):
         pending, self._pending = self._pending or [], None
         for msg in pending:
             self._media(msg)
+        ing.flush()
 
     async def _open_ingest(self, stream: str, password: str, keyed: bool) -> IngestClient:
         hello = Hello("RTMP", self.peer, password, authorized=keyed)
@@ -378,7 +382,7 @@ class RtmpSession(asyncio.Protocol):
             if isinstance(item, TrackMeta):
                 ing.send_track(item)
             else:
-                ing.send_packet(item)
+                ing.send_packet(item.track, item.dts, item.offset, item.keyframe, item.data)
 
     def _pause_publisher(self) -> None:
         if self.transport is not None and not self._closed:
@@ -482,7 +486,7 @@ class RtmpSession(asyncio.Protocol):
         while not self._closed:
             try:
                 reader = shm.StreamReader(name)
-            except shm.StreamNotFound:
+            except (shm.StreamNotFound, shm.ShmFormatError):  # not (yet) complete: wait
                 reader = None
             if reader is not None:
                 meta = reader.meta
