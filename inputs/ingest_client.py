@@ -46,9 +46,10 @@ class IngestClient(asyncio.Protocol):
 
     @classmethod
     async def open(
-        cls, stream: str, hello: Hello, timeout: float = 10.0
+        cls, stream: str, hello: Hello, timeout: float = 10.0, answer_timeout: float = 10.0
     ) -> tuple[IngestClient, Accept]:
-        """Connect to the buffer of ``stream`` (retrying while it starts) and introduce us.
+        """Connect to the buffer of ``stream`` (retrying for ``timeout`` s while it starts)
+        and introduce us (its answer may take ``answer_timeout`` s on a loaded machine).
         Raises :class:`IngestRefused` or ``TimeoutError``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -66,9 +67,8 @@ class IngestClient(asyncio.Protocol):
         _tr, proto = await loop.create_unix_connection(cls, sock=sock)
         assert proto.transport is not None
         proto.transport.write(bytes(hello))
-        left = max(0.1, deadline - loop.time())
         try:
-            answer = await asyncio.wait_for(asyncio.shield(proto.answer), left)
+            answer = await asyncio.wait_for(asyncio.shield(proto.answer), answer_timeout)
         except BaseException:
             proto.close()
             raise

@@ -56,6 +56,7 @@ WRITE_HIGH_WATER = 512 * 1024
 WRITE_LOW_WATER = 64 * 1024
 PENDING_LIMIT = 8192  # media messages queued while the buffer answers
 STREAM_WAIT_S = 10.0
+ENSURE_AGAIN_S = 1.0
 VOD_LEAD_MS = 2000
 KERNEL_SNDBUF = 256 * 1024
 
@@ -74,10 +75,12 @@ class Server:
         self.hub = FanoutHub(shm.StreamReader)
         self.sessions: set[RtmpSession] = set()
         self.children: list[subprocess.Popen[bytes]] = []
+        self.spawned: dict[str, subprocess.Popen[bytes]] = {}  # by stream
         self.stats = {"publish_refused": 0, "errors": 0}
 
     def reap(self) -> None:
         self.children = [c for c in self.children if c.poll() is None]
+        self.spawned = {s: c for s, c in self.spawned.items() if c.poll() is None}
 
     async def ensure_buffer(self, stream: str) -> str:
         """Make sure the stream has an input; "" or the reason it cannot."""
@@ -86,11 +89,14 @@ class Server:
             return ""
         if result.get("error") != NO_CONTROLLER:
             return str(result.get("error") or "stream is not configured")
-        self.reap()  # standalone: we start the live buffer ourselves
+        self.reap()  # standalone: we start the live buffer ourselves (once at a time)
+        running = self.spawned.get(stream)
+        if running is not None and running.poll() is None:
+            return ""
         cmd = [sys.executable, "-m", "inputs.buffer", "-s", stream, *self.buffer_args, "push://"]
-        self.children.append(
-            subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
-        )
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.children.append(child)
+        self.spawned[stream] = child
         return ""
 
     async def stream_key(self, key: str) -> str:
@@ -349,15 +355,24 @@ class RtmpSession(asyncio.Protocol):
         ing.flush()
 
     async def _open_ingest(self, stream: str, password: str, keyed: bool) -> IngestClient:
+        """The stream's live buffer, started if need be. While none answers we ask for
+        one again every second: right after a buffer died (``kill -9``) the controller
+        may still count it as running until it reaps it, then starts a new one."""
         hello = Hello("RTMP", self.peer, password, authorized=keyed)
-        with contextlib.suppress(TimeoutError):
-            client, _ = await IngestClient.open(stream, hello, timeout=0)
-            return client
-        reason = await self.server.ensure_buffer(stream)
-        if reason:
-            raise IngestRefused(reason)
-        client, _ = await IngestClient.open(stream, hello, timeout=STREAM_WAIT_S)
-        return client
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAM_WAIT_S
+        wait = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                client, _ = await IngestClient.open(stream, hello, timeout=wait)
+                return client
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no live buffer for {stream!r}")
+            reason = await self.server.ensure_buffer(stream)
+            if reason:
+                raise IngestRefused(reason)
+            wait = min(ENSURE_AGAIN_S, left)
 
     def _media(self, ev: MediaMessage) -> None:
         if self._pending is not None:
