@@ -107,9 +107,12 @@ def fire_nowait(name: str, payload: list[str], stream: str | None = None) -> Non
 
 
 class _Client(asyncio.DatagramProtocol):
-    """One UDP socket per event loop; replies are matched by a request id."""
+    """One UDP socket per event loop and controller address; replies are matched by a
+    request id."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: tuple[str, int]) -> None:
+        self.loop = loop
+        self.address = address
         self.transport: asyncio.DatagramTransport | None = None
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
@@ -139,14 +142,23 @@ _clients: dict[int, _Client] = {}
 
 
 async def _client() -> _Client:
+    # Keyed by the loop's id, but checked against the loop object and the controller's
+    # address: a later ``asyncio.run`` may reuse a dead loop's id (and a later run may
+    # talk to another controller), and a socket of a closed loop never answers.
     loop = asyncio.get_running_loop()
+    address = control.control_address()
     key = id(loop) ^ os.getpid()
     client = _clients.get(key)
-    if client is None or client.transport is None or client.transport.is_closing():
-        _, proto = await loop.create_datagram_endpoint(
-            _Client, remote_addr=control.control_address()
+    if (
+        client is None
+        or client.loop is not loop
+        or client.address != address
+        or client.transport is None
+        or client.transport.is_closing()
+    ):
+        _, client = await loop.create_datagram_endpoint(
+            lambda: _Client(loop, address), remote_addr=address
         )
-        client = proto
         _clients[key] = client
     return client
 
@@ -171,20 +183,35 @@ async def _ask(key: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
 
 
 NAMES_TTL_S = 2.0
-_names: dict[int, tuple[float, frozenset[str] | None]] = {}
+_names: dict[tuple[int, tuple[str, int]], tuple[float, frozenset[str] | None]] = {}
 
 
 async def configured_names() -> frozenset[str] | None:
     """Trigger names the controller has handlers for, cached for :data:`NAMES_TTL_S` per
     process (None: unknown, no controller answered). Spares a round trip per connection
     for the triggers nobody configured; a newly configured trigger applies within 2 s."""
-    key = os.getpid()
+    key = (os.getpid(), control.control_address())
     now = time.monotonic()
     cached = _names.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
     reply = await _ask("trigger_names", {}, 2.0)
     names = reply.get("names") if reply else None
+    value = frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else None
+    _names[key] = (now + NAMES_TTL_S, value)
+    return value
+
+
+def configured_names_sync() -> frozenset[str] | None:
+    """:func:`configured_names` for threads and synchronous programs (same cache)."""
+    key = (os.getpid(), control.control_address())
+    now = time.monotonic()
+    cached = _names.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    reply = control.request({"trigger_names": {}}, timeout=2.0)
+    body = reply.get("trigger_names") if reply else None
+    names = body.get("names") if isinstance(body, dict) else None
     value = frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else None
     _names[key] = (now + NAMES_TTL_S, value)
     return value
@@ -237,3 +264,34 @@ def track_list_json(tracks: dict[int, Any]) -> str:
             if isinstance(v, (str, int, float, bool)) and v not in ("", None)
         }
     return json.dumps(out, sort_keys=True)
+
+
+def unload_lines(stream: str, input_type: str, cancelable: bool, reason: str) -> list[str]:
+    """STREAM_UNLOAD's payload: name, input type, then ``cancelable`` or ``uncancelable``
+    with the reason appended without a separator (as MistServer's code sends it)."""
+    return [stream, input_type, ("cancelable" if cancelable else "uncancelable") + reason]
+
+
+def unload_allowed(stream: str, input_type: str, reason: str) -> bool:
+    """STREAM_UNLOAD before an idle input exits: False when a handler wants it kept."""
+    return allowed("STREAM_UNLOAD", unload_lines(stream, input_type, True, reason), stream)
+
+
+async def unload_allowed_async(stream: str, input_type: str, reason: str) -> bool:
+    """As :func:`unload_allowed`, on the running event loop."""
+    lines = unload_lines(stream, input_type, True, reason)
+    return await allowed_async("STREAM_UNLOAD", lines, stream)
+
+
+def report_output_end(
+    bytes_written: int, first_ms: int | None, last_ms: int | None, reason: str = ""
+) -> None:
+    """Tell the controller what a push/recording output wrote, just before it exits, so
+    that OUTPUT_END/RECORDING_END carry real media times (``push_status_update``, keyed
+    by this process's pid, which is the push id). A no-op outside a controller."""
+    if not control.under_controller():
+        return
+    status: dict[str, Any] = {"bytes": bytes_written, "reason": reason}
+    if first_ms is not None and last_ms is not None:
+        status.update(media_first_ms=first_ms, media_last_ms=last_ms)
+    control.send({"push_status_update": {"id": os.getpid(), "status": status}})

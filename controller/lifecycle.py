@@ -92,11 +92,13 @@ class Lifecycle:
         started: float,
         code: int | None,
         stopped: bool,
+        final: dict[str, Any] | None = None,
     ) -> None:
         """PUSH_END, OUTPUT_END and (file targets) RECORDING_END for a finished push.
 
-        Byte counts come from the file for recordings; media times are not known to the
-        controller and are sent as 0."""
+        ``final`` is what the output reported before exiting (bytes written, first and
+        last media ms); without it (a crash) bytes come from the file for recordings
+        and the media times are 0."""
         self.triggers.fire_background(
             "PUSH_END",
             [str(push_id), stream, orig_target, target, json.dumps(logs), json.dumps(status)],
@@ -110,6 +112,12 @@ class Lifecycle:
         if is_file:
             with contextlib.suppress(OSError):
                 size = os.path.getsize(path)
+        final = final or {}
+        if isinstance(final.get("bytes"), int) and (final["bytes"] or not size):
+            size = final["bytes"]
+        first, last = final.get("media_first_ms"), final.get("media_last_ms")
+        if not (isinstance(first, int) and isinstance(last, int)):
+            first = last = 0
         now = time.time()
         if stopped or code == 0:
             machine, human = "CLEAN_EOF" if code == 0 else "CLEAN_STOP", "push stopped"
@@ -123,9 +131,9 @@ class Lifecycle:
             str(int(now - started)),
             str(int(started)),
             str(int(now)),
-            "0",
-            "0",
-            "0",
+            str(last - first),
+            str(first),
+            str(last),
             machine,
             human,
         ]

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from controller.server import Controller
 
 TICK_S = 1.0
+FINAL_WAIT_S = 1.0  # after a push exits, how long its final report may take to arrive
 SPLIT_OVERLAP_S = 1.0
 BACKOFF_MAX_S = 10.0
 LOG_LINES = 10
@@ -118,6 +119,11 @@ class Push:
     split_s: float = 0.0
     counter: int = 0
     reader: asyncio.Task[None] | None = None
+    # what the output reported just before exiting (bytes, media times), see
+    # ``common.triggers.report_output_end``; PUSH_END & co wait up to FINAL_WAIT_S for it
+    final: dict[str, Any] | None = None
+    exited_at: float = 0.0
+    reported: bool = False
 
     def row(self) -> list[Any]:
         status = {
@@ -225,6 +231,14 @@ class PushManager:
                 stopped.append(i)
         return stopped
 
+    def status_update(self, body: dict[str, Any]) -> None:
+        """``push_status_update {id, status}`` from a push's own process."""
+        pid = body.get("id")
+        push = self.pushes.get(pid) if isinstance(pid, int) else None
+        status = body.get("status")
+        if push is not None and isinstance(status, dict):
+            push.final = status
+
     def list(self) -> list[list[Any]]:
         return [p.row() for p in self.pushes.values() if p.exit_code is None]
 
@@ -247,9 +261,14 @@ class PushManager:
             code = push.proc.returncode
             if code is not None and push.exit_code is None:
                 push.exit_code = code
-                self._exited(push, now)
+                push.exited_at = now
             if push.exit_code is not None:
-                if push.reader is None or push.reader.done():
+                if not push.reported and (
+                    push.final is not None or now - push.exited_at >= FINAL_WAIT_S
+                ):
+                    push.reported = True
+                    self._exited(push, now)
+                if push.reported and (push.reader is None or push.reader.done()):
                     del self.pushes[push.id]
                 continue
             if push.split_s and not push.stopping and time.time() - push.started >= push.split_s:
@@ -269,6 +288,7 @@ class PushManager:
             push.started,
             push.exit_code,
             push.stopping,
+            push.final,
         )
         self.ctl.logbook.emit("INFO", f"push {push.id} ({push.target}) {how}", push.stream)
         if push.auto_id and not push.stopping:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -72,6 +74,7 @@ UDP_KEYS = (
     "trigger_fire",
     "default_stream",
     "trigger_names",
+    "push_status_update",
 )
 
 # One second of totals: (stream, connector, kind) -> [sessions, down, up, pkts, lost, retrans]
@@ -240,17 +243,24 @@ class Monitor:
         input_type = self.input_types.get(name, "")
         if status == 0:
             self.input_types.pop(name, None)
-        if status == 4:
-            self.triggers.fire_background("STREAM_READY", [name, input_type], name)
-            if input_type == "Buffer":
-                self.triggers.fire_background("STREAM_BUFFER", [name, "FULL", "{}"], name)
-        elif old == 4 and input_type == "Buffer":
-            self.triggers.fire_background("STREAM_BUFFER", [name, "EMPTY"], name)
+        # STREAM_BUFFER comes from the live buffer itself (inputs.buffer_events).
+        if status == 4 and self.triggers.configured("STREAM_READY", name):
+            self.triggers.spawn(self._stream_ready(name, input_type))
         tags = self.stream_tags(name)
         counts = self.stream_counts(name)
         frame = [name, status, counts["viewers"], counts["inputs"], counts["outputs"], tags]
         for listener in list(self.stream_listeners):
             listener(frame)
+
+    async def _stream_ready(self, name: str, input_type: str) -> None:
+        """STREAM_READY; a handler answering false shuts the input down (SIGTERM)."""
+        outcome = await self.triggers.fire("STREAM_READY", [name, input_type], name)
+        child = self.ctl.supervisor.find_input(name)
+        if outcome.allow or child is None or not child.pid:
+            return
+        self.ctl.logbook.emit("INFO", "STREAM_READY refused: shutting the input down", name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)
 
     def stream_tags(self, stream: str) -> list[str]:
         conf = self.ctl.store.data["streams"].get(base_name(stream), {})
@@ -326,6 +336,11 @@ class Monitor:
             return {"session_open": await self.sessions.open(body, addr)}
         if key == "default_stream":
             return await self.events.default_stream(body)
+        if key == "push_status_update":
+            from controller import pushes
+
+            pushes.attach(self.ctl).status_update(body)
+            return None
         if key == "trigger_names":
             names = sorted(self.triggers.names())
             return {"trigger_names": {"names": names, "rid": body.get("rid")}}

@@ -140,11 +140,11 @@ def stream_matches(filters: tuple[str, ...], stream: str, tags: list[str]) -> bo
 
 def _params_match(name: str, handler: Handler, payload: list[str]) -> bool:
     """``params`` checks (MistServer's per-trigger callbacks): LIVE_BANDWIDTH fires a
-    handler only when the current bytes/s (payload line 2) exceed its threshold."""
+    handler only when the current bytes/s (payload line 2) reach its threshold."""
     if name != "LIVE_BANDWIDTH" or not handler.params.strip():
         return True
     try:
-        return len(payload) > 1 and int(payload[1]) > int(handler.params)
+        return len(payload) > 1 and int(payload[1]) >= int(handler.params)
     except ValueError:
         return True
 
@@ -251,7 +251,7 @@ class TriggerService:
         waits: list[asyncio.Future[str]] = []
         results: list[tuple[str, bool] | None] = []
         for handler in handlers:
-            task = self._spawn(self._run(name, handler, body))
+            task = self.spawn(self._run(name, handler, body))
             if handler.sync:
                 waits.append(task)
                 results.append(None)
@@ -264,9 +264,10 @@ class TriggerService:
     def fire_background(self, name: str, payload: list[str], stream: str = "") -> None:
         """Fire without waiting (for triggers whose answer the caller ignores)."""
         if self.handlers(name, stream):
-            self._spawn(self.fire(name, payload, stream))
+            self.spawn(self.fire(name, payload, stream))
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task this service keeps (and cancels on close)."""
         task = asyncio.create_task(coro, name="trigger")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -33,6 +33,7 @@ from common.capabilities import Capabilities, Setting
 from common.control import under_controller
 from common.defaults import DVR_MS, FRAGMENT_MS, INPUT_TIMEOUT_S
 from common.streamname import sanitize
+from inputs.buffer_events import TICK_S, BufferEvents
 from inputs.live_ingest import (
     Accept,
     Bye,
@@ -94,6 +95,7 @@ class LiveBuffer:
         self._first_dts: int | None = None
         self._resumed = False
         self.packets = 0
+        self.events: BufferEvents | None = None  # STREAM_BUFFER / LIVE_BANDWIDTH
 
     def start_session(self) -> bool:
         """A publisher was accepted; True if it resumes an existing stream."""
@@ -143,6 +145,8 @@ class LiveBuffer:
         dts = p.dts + self._offset
         self.writer.append(bus, dts, p.offset, p.keyframe, p.data)
         self.packets += 1
+        if self.events is not None:
+            self.events.packet(bus, dts, p.keyframe)
         if self.last_dts is None or dts > self.last_dts:
             self.last_dts = dts
         if self._first_dts is None:
@@ -343,6 +347,8 @@ def run_buffer(
         rt.close_sync()
         return EXIT_BUSY
     buffer = LiveBuffer(writer, rt.log)
+    events = BufferEvents(stream, writer, dvr_ms, segment_ms, rt.request_stop, rt.log)
+    buffer.events = events
     server = BufferServer(stream, PushPolicy.parse(source), buffer, rt.log, sock)
     rt.add_stop_callback(server.wake)
     writer.set_state(StreamState.WAIT)
@@ -355,16 +361,26 @@ def run_buffer(
                 wait: float | None = None
             elif server.left_at is not None:
                 if not always_on and now - server.left_at >= resume_s:
-                    rt.log.info("publisher did not come back within %ds: stream ends", resume_s)
-                    break
+                    why = f"publisher did not come back within {resume_s:.0f}s"
+                    if events.may_unload(CAPS.name, why):
+                        rt.log.info("%s: stream ends", why)
+                        break
+                    server.left_at = time.monotonic()  # STREAM_UNLOAD: keep it
+                    continue
                 wait = None if always_on else resume_s - (now - server.left_at)
             elif not always_on and now - started >= input_timeout_s:
-                rt.log.info("no publisher within %ds: exiting", input_timeout_s)
-                break
+                why = f"no publisher within {input_timeout_s:.0f}s"
+                if events.may_unload(CAPS.name, why):
+                    rt.log.info("%s: exiting", why)
+                    break
+                started = time.monotonic()  # STREAM_UNLOAD: keep waiting
+                continue
             else:
                 wait = None if always_on else input_timeout_s - (now - started)
-            server.poll(wait)
+            server.poll(TICK_S if wait is None else min(wait, TICK_S))
+            events.tick(time.monotonic())  # health: a stalled publisher sends nothing
     finally:
+        events.empty()
         writer.set_state(StreamState.SHUTDOWN)
         server.close()
         writer.close()

@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 
+from common import triggers
 from common.capabilities import Capabilities, Setting
 from common.errors import CliError, UsageError
 from mistcodecs.errors import FormatError
@@ -58,6 +59,25 @@ class FileSink:
     @property
     def closed(self) -> bool:
         return False
+
+
+class MediaClock:
+    """Wraps a muxer to note the first and last packet times written (for the
+    OUTPUT_END/RECORDING_END payload); everything else goes to the muxer."""
+
+    def __init__(self, muxer: Any) -> None:
+        self.muxer = muxer
+        self.first_ms: int | None = None
+        self.last_ms: int | None = None
+
+    def packet(self, p: Any) -> Any:
+        if self.first_ms is None:
+            self.first_ms = p.dts
+        self.last_ms = p.dts
+        return self.muxer.packet(p)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.muxer, name)
 
 
 def capabilities(spec: FormatSpec) -> Capabilities:
@@ -143,6 +163,9 @@ async def record(
     path, opts = split_target(target)
     reader = await open_stream(stream, wait)
     fd = -1
+    sink: FileSink | None = None
+    clock: MediaClock | None = None
+    span: tuple[int, int] | None = None  # media times of a whole-file MP4 write
     try:
         meta = reader.meta
         try:
@@ -166,6 +189,9 @@ async def record(
             raise CliError(f"cannot write {path}: {exc.strerror}", 1) from exc
         sink = FileSink(fd)
         if spec.name == "mp4" and not meta.live:
+            begin = max(min(t.firstms for t in tracks), opts.start or 0)
+            end = max(t.lastms for t in tracks)
+            span = (begin, end if opts.stop is None else min(end, opts.stop))
             req = Request("GET", "/", "HTTP/1.1", {})
             resp = await vod.progressive_mp4(req, reader, tracks, opts, {}, _reader, stream)
             reader = None
@@ -177,11 +203,19 @@ async def record(
                 muxer = spec.build(tracks, meta.live)
             except (FormatUnavailable, FormatError, UsageError) as exc:
                 raise CliError(str(exc), 2) from exc
-            pump = vod.stream_packets(reader, tracks, opts, muxer, sink, meta.live)
+            clock = MediaClock(muxer)
+            pump = vod.stream_packets(reader, tracks, opts, clock, sink, meta.live)
             await _until_stopped(rt, pump, muxer, sink)
         rt.log.info("wrote %d bytes to %s", sink.written, path)
         return sink.written
     finally:
+        if sink is not None:
+            first: int | None = clock.first_ms if clock is not None else None
+            last: int | None = clock.last_ms if clock is not None else None
+            if span is not None and sink.written:
+                first, last = span
+            reason = rt.exit_reason or "end of stream"
+            triggers.report_output_end(sink.written, first, last, reason)
         if reader is not None:
             reader.close()
         if fd > 2:

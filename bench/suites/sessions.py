@@ -11,8 +11,9 @@ the outputs: 10 :class:`common.sessions.Reporter` s (as 10 output processes woul
 * ``trigger_idle_*`` / ``trigger_loaded_*``: a blocking ``CONN_PLAY`` round trip
   (``common.triggers.fire_full_async``) with no sessions vs with the 1,000 sessions
   reporting; ``trigger_slowdown`` = loaded p99 / idle p99.
-* ``clients_*_ms`` / ``totals_*_ms``: the ``clients`` and ``totals`` API commands over
-  HTTP with 1,000 sessions (the stats views an operator polls).
+* ``clients_*_ms`` / ``totals_*_ms`` / ``prometheus_*_ms``: the ``clients`` and ``totals``
+  API commands and the Prometheus page over HTTP, with 0 sessions (``*_idle_*``) and with
+  the 1,000 sessions (``*_loaded_*``); ``*_slowdown`` = loaded p50 / idle p50.
 * ``stats_tick_*_ms`` / ``stats_update_*_ms``: the controller's own time for its 1 s
   stats pass and for one counter report (up to 400 connections), from ``stats_timing``.
 * ``stats_visible_s``: from bumping every counter by 1 MB to ``totals`` holding all of
@@ -38,6 +39,16 @@ from typing import Any
 SESSIONS = 1000
 REPORTERS = 10
 TARGETS = {"trigger_slowdown": 2.0, "open_p99_ms": 50.0}
+PROMETHEUS = "metrics"
+
+
+class BenchError(RuntimeError):
+    """The run cannot produce its figures (the message says which step failed)."""
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise BenchError(what)
 
 
 def _free_port() -> int:
@@ -76,6 +87,11 @@ def _api(port: int, obj: Any) -> Any:
         return json.loads(resp.read())
 
 
+def _get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return bytes(resp.read())
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
@@ -95,9 +111,37 @@ async def _measure(port: int, quick: bool) -> dict[str, Any]:
                 "CONN_PLAY", ["bench", "127.0.0.1", "HTTP", f"/bench.flv?{i}"], "bench"
             )
             out.append((time.perf_counter() - t0) * 1000)
-            assert reply is not None and reply.allow
+            _check(reply is not None, f"CONN_PLAY round trip {i}: no answer from the controller")
+            assert reply is not None
+            _check(reply.configured, "CONN_PLAY: the controller has no handler configured")
+            _check(reply.allow, f"CONN_PLAY round trip {i}: the handler refused ({reply})")
         return out
 
+    def timed(obj: Any) -> tuple[float, Any]:
+        t0 = time.perf_counter()
+        reply = _api(port, obj)
+        return (time.perf_counter() - t0) * 1000, reply
+
+    def timed_get(path: str) -> float:
+        t0 = time.perf_counter()
+        body = _get(port, path)
+        _check(b"mist_sessions_total" in body, f"{path}: not MistServer's Prometheus page")
+        return (time.perf_counter() - t0) * 1000
+
+    async def stats_views(n: int) -> dict[str, list[float]]:
+        """Answer times of the views an operator polls: clients, totals, Prometheus."""
+        out: dict[str, list[float]] = {"clients": [], "totals": [], "prometheus": []}
+        for _ in range(n):
+            ms, reply = await asyncio.to_thread(timed, {"clients": {"fields": ["sessid", "down"]}})
+            _check("clients" in reply, f"clients: unexpected reply {str(reply)[:200]}")
+            out["clients"].append(ms)
+            ms, reply = await asyncio.to_thread(timed, {"totals": {"fields": ["clients"]}})
+            _check("totals" in reply, f"totals: unexpected reply {str(reply)[:200]}")
+            out["totals"].append(ms)
+            out["prometheus"].append(await asyncio.to_thread(timed_get, f"/{PROMETHEUS}"))
+        return out
+
+    views_idle = await stats_views(10 if quick else 30)
     idle = await trigger_round_trips()
     reporters = [sessions.Reporter(f"BENCH{i}") for i in range(REPORTERS)]
     conns: list[sessions.Connection] = []
@@ -109,7 +153,7 @@ async def _measure(port: int, quick: bool) -> dict[str, Any]:
             f"bench{i % 20}", f"10.{i // 250}.{i % 250}.1", token=f"t{i}", url="/x"
         )
         open_ms.append((time.perf_counter() - t0) * 1000)
-        assert conn.allowed
+        _check(conn.allowed, f"session {i} was not admitted (USER_NEW/CONN_OPEN answer lost?)")
         conns.append(conn)
 
     for wave in range(0, SESSIONS - 100, 100):
@@ -123,18 +167,10 @@ async def _measure(port: int, quick: bool) -> dict[str, Any]:
     await asyncio.sleep(2.5)  # every reporter reported at least twice
     loaded = await trigger_round_trips()
 
-    def timed(obj: Any) -> tuple[float, Any]:
-        t0 = time.perf_counter()
-        reply = _api(port, obj)
-        return (time.perf_counter() - t0) * 1000, reply
-
-    clients_ms, totals_ms = [], []
-    for _ in range(10 if quick else 30):
-        ms, reply = await asyncio.to_thread(timed, {"clients": {"fields": ["sessid", "down"]}})
-        clients_ms.append(ms)
-        ms2, _ = await asyncio.to_thread(timed, {"totals": {"fields": ["clients", "downbps"]}})
-        totals_ms.append(ms2)
+    views_loaded = await stats_views(10 if quick else 30)
+    _, reply = await asyncio.to_thread(timed, {"clients": {"fields": ["sessid"]}})
     listed = len(reply["clients"]["data"])
+    _check(listed >= SESSIONS, f"clients lists {listed} sessions, {SESSIONS} are open")
 
     # Counters jump by 1 MB per connection: how long until totals holds all those bytes?
     t0 = time.perf_counter()
@@ -150,7 +186,9 @@ async def _measure(port: int, quick: bool) -> dict[str, Any]:
             visible = time.perf_counter() - t0
             break
         await asyncio.sleep(0.05)
-    timing = (await asyncio.to_thread(_api, port, {"stats_timing": True}))["stats_timing"]
+    _check(visible is not None, "totals never held the bumped byte counters within 10 s")
+    timing = (await asyncio.to_thread(_api, port, {"stats_timing": True})).get("stats_timing")
+    _check(isinstance(timing, dict), "the controller does not answer stats_timing")
     for reporter in reporters:
         await reporter.aclose()
 
@@ -166,16 +204,19 @@ async def _measure(port: int, quick: bool) -> dict[str, Any]:
         trigger_loaded_p50_ms=_pct(loaded, 0.5),
         trigger_loaded_p99_ms=_pct(loaded, 0.99),
         trigger_slowdown=round(_pct(loaded, 0.99) / max(_pct(idle, 0.99), 1e-6), 2),
-        clients_p50_ms=round(statistics.median(clients_ms), 3),
-        clients_p99_ms=_pct(clients_ms, 0.99),
-        totals_p50_ms=round(statistics.median(totals_ms), 3),
-        totals_p99_ms=_pct(totals_ms, 0.99),
         stats_visible_s=round(visible, 3) if visible is not None else None,
         stats_tick_p50_ms=timing["tick_p50_ms"],
         stats_tick_p99_ms=timing["tick_p99_ms"],
         stats_update_p50_ms=timing["update_p50_ms"],
         stats_update_p99_ms=timing["update_p99_ms"],
     )
+    for view in ("clients", "totals", "prometheus"):
+        idle_p50 = statistics.median(views_idle[view])
+        loaded_p50 = statistics.median(views_loaded[view])
+        result[f"{view}_idle_p50_ms"] = round(idle_p50, 3)
+        result[f"{view}_loaded_p50_ms"] = round(loaded_p50, 3)
+        result[f"{view}_loaded_p99_ms"] = _pct(views_loaded[view], 0.99)
+        result[f"{view}_slowdown"] = round(loaded_p50 / max(idle_p50, 1e-6), 2)
     return result
 
 
@@ -204,6 +245,7 @@ def run(quick: bool) -> dict[str, Any]:
         env = dict(os.environ, MIST_NO_BUILTIN="1", MIST_CONTROL=f"127.0.0.1:{port}")
         env.pop("MIST_CHILD", None)
         argv = ["-c", str(config), "-p", str(port), "-i", "127.0.0.1", "-g", "2"]
+        argv += ["-S", PROMETHEUS]
         proc = subprocess.Popen(
             [sys.executable, "-c", "from controller.cli import main; main()", *argv],
             env=env,
@@ -221,7 +263,15 @@ def run(quick: bool) -> dict[str, Any]:
                     break
                 except OSError:
                     if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the controller did not start") from None
+                        raise BenchError("the controller did not start") from None
+                    time.sleep(0.1)
+            while True:  # the handler must answer, or every trigger measures a failure
+                try:
+                    socket.create_connection(("127.0.0.1", hook_port), 1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or handler.poll() is not None:
+                        raise BenchError("the trigger handler did not start") from None
                     time.sleep(0.1)
             result = asyncio.run(_measure(port, quick))
         finally:
@@ -237,6 +287,10 @@ def run(quick: bool) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
             handler.terminate()
-            handler.wait(10)
+            try:
+                handler.wait(10)
+            except subprocess.TimeoutExpired:
+                handler.kill()
+                handler.wait()
     result["targets"] = TARGETS
     return result
