@@ -119,8 +119,11 @@ class Lifecycle:
         if not (isinstance(first, int) and isinstance(last, int)):
             first = last = 0
         now = time.time()
-        if stopped or code == 0:
-            machine, human = "CLEAN_EOF" if code == 0 else "CLEAN_STOP", "push stopped"
+        said = final.get("reason") if isinstance(final.get("reason"), str) else ""
+        if stopped:
+            machine, human = "CLEAN_STOP", said or "push stopped"
+        elif code == 0:
+            machine, human = "CLEAN_EOF", said or "end of stream"
         else:
             machine, human = f"EXIT_{code}", f"push exited with code {code}"
         lines = [

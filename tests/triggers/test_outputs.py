@@ -319,12 +319,29 @@ def test_push_out_start_and_end_triggers(
         (rec,) = wait_for(lambda: script.calls("RECORDING_END"), 10, "RECORDING_END")
         (out,) = wait_for(lambda: script.calls("OUTPUT_END"), 10, "OUTPUT_END")
         assert rec.payload == out.payload and len(rec.payload) == 12
-        assert rec.payload[:2] == ["recd", str(rewritten)]
+        assert rec.payload[:3] == ["recd", str(rewritten), "EBML"]
         assert int(rec.payload[3]) == rewritten.stat().st_size
+        secs, start, stop, media, first, last = (int(v) for v in rec.payload[4:10])
+        assert secs >= 0 and abs(secs - (stop - start)) <= 1 and abs(start - time.time()) < 120
+        # real media times: last - first, and as long as what the file decodes to
+        assert 0 <= first < last and media == last - first
+        assert abs(media / 1000 - _duration(rewritten)) < 1.5
+        assert rec.payload[10] == "CLEAN_STOP" and rec.payload[11]
         assert not asked.exists()
         assert decode(rewritten).video_frames > 0
     finally:
         stop_proc(pub)
+
+
+def _duration(path: Path) -> float:
+    """The media duration ffprobe reads back from a recording (seconds)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+         "-select_streams", "v:0", str(path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    times = [float(t) for t in out.split() if t.strip() and t != "N/A"]
+    return max(times) - min(times)
 
 
 def test_default_stream_serves_fallback(
@@ -419,6 +436,7 @@ def test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log(
         ] in opened
         plays = sorted(c.payload for c in script.calls("CONN_PLAY"))
         assert ["watched", "127.0.0.1", "HTTP", "/watched.ts?tkn=v2"] in plays
+        wait_for(lambda: script.calls("STREAM_BUFFER"), 30, "STREAM_BUFFER FULL")
     finally:
         for v in viewers:
             stop_proc(v)
@@ -430,7 +448,12 @@ def test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log(
 
     (ready,) = script.calls("STREAM_READY")
     assert ready.payload == ["watched", "Buffer"]
-    assert script.calls("STREAM_BUFFER")[0].payload == ["watched", "FULL", "{}"]
+    full = script.calls("STREAM_BUFFER")[0].payload
+    assert full[:2] == ["watched", "FULL"] and len(full) == 3
+    assert sorted(t["codec"] for k, t in json.loads(full[2]).items() if k != "issues") == [
+        "AAC",
+        "H264",
+    ]
     track_list = script.calls("LIVE_TRACK_LIST")[0].payload
     assert track_list[0] == "watched" and len(track_list) == 2
     codecs = sorted((t["type"], t["codec"]) for t in json.loads(track_list[1]).values())
@@ -440,6 +463,16 @@ def test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log(
     assert len(ended()) == 4  # one per session: three viewers and the publisher
     ends = wait_for(lambda: len(script.calls("USER_END")) >= 3 and script.calls("USER_END"), 10)
     assert sorted(c.payload[0] for c in ends) == ["v1", "v2", "v3"]
+    protocols = {"v1": "HTTP", "v2": "HTTP", "v3": "RTMP"}
+    for end in ends:  # token; streams; connectors; hosts; secs; up; down; tags; per-x secs; id
+        token, stream, connector, host, secs, up, down, tags, *per, sessid = end.payload
+        assert (stream, connector, host, tags) == ("watched", protocols[token], "127.0.0.1", "")
+        assert int(secs) >= 2 and int(up) >= 0 and int(down) > 50_000
+        # connection-seconds per host, connector, stream (the session lingers 1 s more)
+        names = [p.rpartition(":")[0] for p in per]
+        assert names == ["127.0.0.1", connector, "watched"]
+        assert all(int(secs) - 2 <= int(p.rpartition(":")[2]) <= int(secs) for p in per)
+        assert sessid == session_id("viewer", 14, "watched", "127.0.0.1", token, connector)
     closes = [c.payload for c in script.calls("CONN_CLOSE")]
     assert ["watched", "127.0.0.1", "HTTP", "/watched.flv?tkn=v1"] in closes
     assert lines
