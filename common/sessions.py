@@ -55,7 +55,7 @@ SHARED_IDLE_S = 5.0  # a request-based viewer's connection ends this long after 
 KINDS = ("viewer", "input", "output", "unspecified")
 PREFIX = {"viewer": "", "input": "I", "output": "O", "unspecified": "U"}
 DEFAULT_MODES = {"viewer": 14, "input": 15, "output": 15, "unspecified": 0}
-TOKEN_PARAMS = ("tkn", "sid", "sessId", "sessid")
+TOKEN_PARAMS = ("tkn", "sid", "sessId", "sessid", "jwt")
 
 
 def ip_bytes(host: str) -> bytes:
@@ -88,15 +88,20 @@ def token_from(
     cookies: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> str:
-    """The session token: ``?tkn=`` (or ``sid``/``sessId``), else the ``tkn`` cookie, else
-    the ``X-Mist-Tkn`` header; empty when none."""
+    """The session token: ``?tkn=`` (or ``sid``/``sessId``/``jwt``), else the ``tkn`` or
+    ``jwt`` cookie, else the ``X-Mist-Tkn`` header or an ``Authorization: Bearer`` token
+    (a JWT, see ``controller.jwt``); empty when none."""
     for key in TOKEN_PARAMS:
         if query.get(key):
             return str(query[key])
-    if cookies and cookies.get("tkn"):
-        return str(cookies["tkn"])
+    for name in ("tkn", "jwt"):
+        if cookies and cookies.get(name):
+            return str(cookies[name])
     if headers and headers.get("X-Mist-Tkn"):
         return str(headers["X-Mist-Tkn"])
+    scheme, _, bearer = (headers or {}).get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and bearer.strip():
+        return bearer.strip()
     return ""
 
 
@@ -108,7 +113,11 @@ def http_token(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
         name, sep, value = part.strip().partition("=")
         if sep:
             cookies[name] = value
-    return token_from(query, cookies, {"X-Mist-Tkn": lower.get("x-mist-tkn", "")})
+    found = {
+        "X-Mist-Tkn": lower.get("x-mist-tkn", ""),
+        "Authorization": lower.get("authorization", ""),
+    }
+    return token_from(query, cookies, found)
 
 
 class Connection:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.defaults import SESSION_DENY_S, STATS_DELAY_S
 from common.sessions import DEFAULT_MODES, KINDS, session_id
+from controller import jwt
 
 if TYPE_CHECKING:
     from controller.triggers import TriggerService
@@ -124,8 +125,12 @@ class SessionTable:
         triggers: TriggerService,
         send: Callable[[tuple[str, int], dict[str, Any]], None],
         on_end: Callable[[Session, float], None],
+        jwks: Callable[[], Any] = list,
     ) -> None:
         self._config = config  # -> the "config" section
+        self._jwks = jwks  # -> the top-level "jwks" list
+        self._keys_from: Any = None
+        self._keys: list[jwt.Key] = []
         self.triggers = triggers
         self._send = send  # datagram to a reporter
         self._on_end = on_end  # access log, WebSocket frame
@@ -197,7 +202,11 @@ class SessionTable:
         sess = self.sessions.get(sessid)
         if sess is not None:
             return sess.allowed
-        if kind != "viewer" or not self.triggers.configured("USER_NEW", stream):
+        if kind != "viewer":
+            return True
+        if jwt.is_jws(token) and jwt.validate(token, self.keys(), stream, host):
+            return True  # a valid JWT admits the session without USER_NEW
+        if not self.triggers.configured("USER_NEW", stream):
             return True
         waiting = self.pending.get(sessid)
         if waiting is not None:  # another connection of this session is asking already
@@ -210,6 +219,13 @@ class SessionTable:
         finally:
             self.pending.pop(sessid, None)
         return ok
+
+    def keys(self) -> list[jwt.Key]:
+        """The configured JWKs (parsed again only when the config's list changed)."""
+        raw = self._jwks()
+        if raw is not self._keys_from:
+            self._keys, self._keys_from = jwt.parse_keys(raw), raw
+        return self._keys
 
     async def _user_new(
         self, sessid: str, stream: str, host: str, token: str, connector: str, url: str

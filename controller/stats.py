@@ -91,7 +91,11 @@ class Monitor:
             ctl.logbook.emit,
         )
         self.sessions = SessionTable(
-            lambda: ctl.store.data["config"], self.triggers, self._send, self._session_ended
+            lambda: ctl.store.data["config"],
+            self.triggers,
+            self._send,
+            self._session_ended,
+            lambda: ctl.store.data.get("jwks"),
         )
         self.events = Lifecycle(ctl, self.triggers)  # controller-side triggers
         self.history: deque[tuple[int, Sample]] = deque(maxlen=STAT_CUTOFF)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from controller import jwt
 from controller.stats import STAT_FIELDS, Monitor
 
 if TYPE_CHECKING:
@@ -145,6 +146,78 @@ def _stream_tags(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     return {n: _mon(ctl).stream_tags(n) for n in names}, False
 
 
+def _jwk_entries(arg: Any) -> list[Any]:
+    """Normalised ``jwks`` entries: ``[jwk, perms]`` for keys, URL strings kept as is."""
+    items = arg if isinstance(arg, list) and not _is_entry(arg) else [arg]
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, str) and item.startswith(("http://", "https://")):
+            out.append(item)
+            continue
+        key = jwt.Key.from_entry(item)
+        if key is None:
+            raise ValueError(f"not a JWK (kty oct, RSA or EC): {str(item)[:80]}")
+        out.append(key.to_entry())
+    return out
+
+
+def _is_entry(value: list[Any]) -> bool:
+    """``[jwk, perms]`` (one entry) rather than a list of entries."""
+    return (
+        len(value) == 2
+        and isinstance(value[0], dict)
+        and "kty" in value[0]
+        and (isinstance(value[1], dict) and "kty" not in value[1])
+    )
+
+
+def _key_id(entry: Any) -> str:
+    if isinstance(entry, str):
+        return entry
+    key = jwt.Key.from_entry(entry)
+    return key.kid if key is not None else ""
+
+
+def _stored(ctl: Controller) -> list[Any]:
+    data = ctl.store.data
+    if not isinstance(data.get("jwks"), list):
+        data["jwks"] = []
+    stored: list[Any] = data["jwks"]
+    return stored
+
+
+def _jwks(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+    """A list replaces the keys (``[jwk, perms]`` entries, bare JWKs or JWKS URLs);
+    anything else reads them."""
+    if not isinstance(arg, list):
+        return list(_stored(ctl)), False
+    try:
+        ctl.store.data["jwks"] = _jwk_entries(arg)
+    except ValueError as exc:
+        return {"error": str(exc)}, False
+    return list(_stored(ctl)), True
+
+
+def _addjwks(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+    """Add keys; one with the ``kid`` (or URL) of a stored one replaces it."""
+    try:
+        new = _jwk_entries(arg)
+    except ValueError as exc:
+        return {"error": str(exc)}, False
+    ids = {_key_id(e) for e in new if _key_id(e)}
+    kept = [e for e in _stored(ctl) if not _key_id(e) or _key_id(e) not in ids]
+    ctl.store.data["jwks"] = kept + new
+    return list(_stored(ctl)), True
+
+
+def _deletejwks(ctl: Controller, arg: Any, _ctx: Context) -> Result:
+    """Delete by key id or URL (a string or a list of them) or by JWK objects."""
+    items = arg if isinstance(arg, list) else [arg]
+    ids = {i if isinstance(i, str) else _key_id(i) for i in items} - {""}
+    ctl.store.data["jwks"] = [e for e in _stored(ctl) if _key_id(e) not in ids]
+    return list(_stored(ctl)), True
+
+
 COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("trigger_stat", _trigger_stat),
     ("trigger_fail", _trigger_fail),
@@ -161,4 +234,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("tag_stream", _tag_stream),
     ("untag_stream", _untag_stream),
     ("stream_tags", _stream_tags),
+    ("jwks", _jwks),
+    ("addjwks", _addjwks),
+    ("deletejwks", _deletejwks),
 )
