@@ -118,18 +118,22 @@ def segment_parts(
     *,
     end_ms: int | None,
     known_ms: int,
+    gop_ms: int | None = None,
 ) -> list[PartSpan]:
     """LL-HLS parts of one segment from the main track's frame times inside it.
 
     ``end_ms`` closes a complete segment; for the open one only parts whose end is
-    decided by ``known_ms`` are returned."""
+    decided by ``known_ms`` are returned. ``gop_ms``: the keyframe interval that ended
+    at ``seg_start`` (see :func:`~mistcodecs.hls.cut_parts`)."""
     inside = [f for f in frames if f >= seg_start and (end_ms is None or f < end_ms)]
     if not inside:
         return []
-    keys = [k for k in keyframes if k > seg_start and (end_ms is None or k < end_ms)]
+    keys = [k for k in keyframes if k >= seg_start and (end_ms is None or k < end_ms)]
     if end_ms is not None:
         keys.append(end_ms)
-    cuts = cut_parts(inside, keys, part_ms, end_ms=end_ms, known_ms=known_ms)
+    if seg_start not in keys:
+        keys.insert(0, seg_start)  # a segment starts on a keyframe (or the main track's start)
+    cuts = cut_parts(inside, keys, part_ms, end_ms=end_ms, known_ms=known_ms, gop_ms=gop_ms)
     return [
         PartSpan(msn, i, start, end, independent or i == 0, seg_start)
         for i, (start, end, independent) in enumerate(cuts)
@@ -170,6 +174,15 @@ class PacketWindow:
         lo = bisect.bisect_left(dts, start)
         packets = self._packets.get(track, [])[lo:]
         return dts[lo:], [p.dts for p in packets if p.keyframe]
+
+    def key_before(self, track: int, ms: int) -> int | None:
+        """dts of the last keyframe of ``track`` before ``ms`` (None: not in the window)."""
+        dts = self._dts.get(track, [])
+        packets = self._packets.get(track, [])
+        for i in range(bisect.bisect_left(dts, ms) - 1, -1, -1):
+            if packets[i].keyframe:
+                return dts[i]
+        return None
 
     def covers(self, start: int) -> bool:
         return self.first_ms is not None and start >= self.first_ms

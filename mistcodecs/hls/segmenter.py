@@ -145,12 +145,21 @@ def cut_parts(
     part_target_ms: int,
     end_ms: int | None = None,
     known_ms: float | None = None,
+    gop_ms: int | None = None,
 ) -> list[tuple[int, int, bool]]:
     """Part boundaries over sorted frame times: ``(start, end, independent)``.
 
     ``end_ms`` closes the last part at the end of the media; otherwise only parts
     whose end is decided by ``known_ms`` (all frames up to it are in ``frames``)
-    are returned."""
+    are returned.
+
+    With ``gop_ms`` (the keyframe interval before these frames) each keyframe
+    interval is expected to last that long and is split into equal parts: a 1 s GOP
+    with a 334 ms target gives 4 parts of ~250 ms instead of three of 320 ms and a
+    one-frame sliver before the next keyframe, which players skip as "already
+    buffered" (hls.js's fragment look-up tolerance) and then stall on the hole. The
+    expectation only uses keyframes before a part's start, so a part decided while
+    the segment is open never changes once more frames arrive."""
     if part_target_ms <= 0:
         raise UsageError("part target must be positive")
     if not frames:
@@ -162,13 +171,14 @@ def cut_parts(
     start = frames[0]
     while True:
         limit = start + part_target_ms
+        goal = _part_goal(start, sorted_keys, part_target_ms, gop_ms) or limit
         k = bisect.bisect_right(sorted_keys, start)
-        if k < len(sorted_keys) and sorted_keys[k] <= limit and sorted_keys[k] <= known:
+        if k < len(sorted_keys) and sorted_keys[k] <= goal and sorted_keys[k] <= known:
             cut = sorted_keys[k]
-        elif known < limit:
+        elif known < goal:
             break  # frames (or a keyframe) may still arrive inside the window
         else:
-            j = bisect.bisect_right(frames, limit) - 1
+            j = bisect.bisect_right(frames, goal) - 1
             if frames[j] > start:
                 cut = frames[j]
             elif (after := bisect.bisect_right(frames, start)) < len(frames):
@@ -180,6 +190,21 @@ def cut_parts(
     if end_ms is not None and end_ms > start:
         out.append((start, end_ms, start in keys))
     return out
+
+
+def _part_goal(
+    start: int, sorted_keys: Sequence[int], part_target_ms: int, gop_ms: int | None
+) -> float | None:
+    """Where the part from ``start`` should end to split the expected keyframe interval
+    evenly (None: no expectation, cut at the part target)."""
+    if not gop_ms or gop_ms <= 0:
+        return None
+    i = bisect.bisect_right(sorted_keys, start) - 1
+    if i < 0:
+        return None
+    expected = sorted_keys[i] + gop_ms * (1 + (start - sorted_keys[i]) // gop_ms)
+    left = expected - start
+    return start + left / math.ceil(left / part_target_ms)
 
 
 def assign_parts(

@@ -303,7 +303,7 @@ class StreamSegments:
             frames, keys = self.window.frames(self.main, span.start_ms)
             parts = segment_parts(
                 msn, span.start_ms, frames, keys, self.part_ms,
-                end_ms=span.end_ms, known_ms=self.known_ms,
+                end_ms=span.end_ms, known_ms=self.known_ms, gop_ms=self._gop_before(span.start_ms),
             )  # fmt: skip
             self._parts[msn] = parts
             return parts
@@ -311,9 +311,15 @@ class StreamSegments:
             frames, keys = self.window.frames(self.main, self.open_start)
             return segment_parts(
                 msn, self.open_start, frames, keys, self.part_ms,
-                end_ms=None, known_ms=self.known_ms,
+                end_ms=None, known_ms=self.known_ms, gop_ms=self._gop_before(self.open_start),
             )  # fmt: skip
         return []
+
+    def _gop_before(self, seg_start: int) -> int | None:
+        """The keyframe interval that ended where a segment starts: parts split the
+        next ones evenly (only earlier data, so every process cuts the same parts)."""
+        before = self.window.key_before(self.main, seg_start)
+        return seg_start - before if before is not None else None
 
     def ll_parts(self) -> list[PartSpan]:
         """Parts a live LL-HLS playlist lists: the last few segments and the open one."""

@@ -34,16 +34,38 @@ SCRIPT = """<script>
     s.onload = ready;
     document.head.appendChild(s);
   }
+  // what the player libraries and the <video> reported, newest last (tests show it on failure)
+  var events = window.mistEvents = window.mistEvents || [];
+  function note(what, detail) {
+    events.push({ t: Math.round(performance.now()) / 1000, what: what, detail: detail || "" });
+    if (events.length > 300) { events.splice(0, events.length - 300); }
+  }
+  function watch(video) {
+    if (video.mistWatched) { return; }
+    video.mistWatched = true;
+    ["waiting", "stalled", "playing", "error", "ended"].forEach(function (name) {
+      video.addEventListener(name, function () {
+        note("video " + name, name === "error" && video.error ? video.error.code + " " + video.error.message : "t=" + video.currentTime.toFixed(2));
+      });
+    });
+  }
   function hls(video, source) {
     if (!window.MediaSource) { return false; }
     if (force !== "hlsjs" && video.canPlayType("application/vnd.apple.mpegurl")) { return false; }
+    watch(video);
     lib("hlsjs.js", function () {
+      var Hls = window.Hls;
       // catch up (up to 1.5x) after a stall instead of staying further behind live
-      var player = new window.Hls({ lowLatencyMode: true, backBufferLength: 90, maxLiveSyncPlaybackRate: 1.5 });
+      var player = new Hls({ lowLatencyMode: true, backBufferLength: 90, maxLiveSyncPlaybackRate: 1.5 });
       window.mistHls = player;
+      player.on(Hls.Events.ERROR, function (_, d) {
+        var code = d.response ? " http " + d.response.code : "";
+        var url = d.frag ? " " + d.frag.url : d.url ? " " + d.url : d.context && d.context.url ? " " + d.context.url : "";
+        note("hls error", (d.fatal ? "fatal " : "") + d.type + " " + d.details + code + url + (d.reason ? " " + d.reason : ""));
+      });
+      player.on(Hls.Events.MANIFEST_PARSED, function () { note("hls manifest parsed"); video.play().catch(function () {}); });
       player.loadSource(source.relurl);
       player.attachMedia(video);
-      player.on(window.Hls.Events.MANIFEST_PARSED, function () { video.play().catch(function () {}); });
     });
     return true;
   }
@@ -51,9 +73,18 @@ SCRIPT = """<script>
   players["html5/application/vnd.apple.mpegurl;version=7"] = hls;
   players["dash/video/mp4"] = function (video, source) {
     if (!window.MediaSource) { return false; }
+    watch(video);
     lib("dashjs.js", function () {
       var player = window.dashjs.MediaPlayer().create();
+      var ev = window.dashjs.MediaPlayer.events;
       window.mistDash = player;
+      player.on(ev.ERROR, function (e) {
+        var err = e.error || {};
+        note("dash error", (err.code || "") + " " + (err.message || JSON.stringify(e.error)));
+      });
+      [ev.PLAYBACK_WAITING, ev.PLAYBACK_STALLED, ev.BUFFER_EMPTY].forEach(function (name) {
+        player.on(name, function (e) { note("dash " + name, e.mediaType || ""); });
+      });
       player.initialize(video, source.relurl, true);
     });
     return true;

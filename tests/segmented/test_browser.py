@@ -32,10 +32,32 @@ ARGS = [
 HLS = "html5/application/vnd.apple.mpegurl"
 CMAF_HLS = "html5/application/vnd.apple.mpegurl;version=7"
 DASH = "dash/video/mp4"
-STATE = """() => { const v = document.getElementById('video');
+STATE = """() => { const v = document.getElementById('video'); const b = v.buffered;
+  const dash = window.mistDash;
   return {t: v.currentTime, err: v.error ? v.error.code : 0, hls: !!window.mistHls,
-          dash: !!window.mistDash, latency: window.mistHls ? window.mistHls.latency : null,
-          waiting: v.readyState < 3}; }"""
+          dash: !!dash, latency: window.mistHls ? window.mistHls.latency : null,
+          dash_latency: dash && dash.isReady() ? dash.getCurrentLiveLatency() : null,
+          buffer: b.length ? b.end(b.length - 1) - v.currentTime : 0,
+          rate: v.playbackRate, waiting: v.readyState < 3}; }"""
+EVENTS = "() => window.mistEvents || []"
+
+
+class Playback:
+    """One-second samples of the <video> and what hls.js/dash.js reported meanwhile."""
+
+    def __init__(self, kind: str, samples: list[dict[str, Any]], events: list[dict[str, Any]]):
+        self.kind, self.samples, self.events = kind, samples, events
+
+    def why(self) -> str:
+        """The samples and the page's events, for assertion messages."""
+        rows = [
+            f"  {s['wall'] - self.samples[0]['wall']:5.1f}s t={s['t']:.2f} buffer={s['buffer']:.2f} "
+            f"latency={s['latency'] if s['latency'] is not None else s['dash_latency']} "
+            f"rate={s['rate']} err={s['err']}"
+            for s in self.samples
+        ]
+        events = [f"  {e['t']:7.3f} {e['what']} {e['detail']}" for e in self.events[-40:]]
+        return f"{self.kind}\nsamples:\n" + "\n".join(rows) + "\nevents:\n" + "\n".join(events)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +83,7 @@ TAKE = """async ([stream, kind]) => {
 
 def play(
     browser: Any, server: Server, stream: str, kind: str, seconds: float, advance: float = 0
-) -> list[dict[str, Any]]:
+) -> Playback:
     """Open the player page and hand the <video> to the page's own handler for ``kind``
     (the page itself prefers progressive MP4 in Chromium); sample it once a second for
     ``seconds``, or until the playhead moved ``advance`` s (then ``seconds`` is a limit)."""
@@ -72,7 +94,9 @@ def play(
         assert page.evaluate(TAKE, [stream, kind]) is True
         deadline = time.monotonic() + 20
         while page.evaluate(STATE)["t"] <= 0:  # started playing
-            assert time.monotonic() < deadline, f"{kind}: playback did not start"
+            assert time.monotonic() < deadline, f"{kind}: playback did not start: " + str(
+                page.evaluate(EVENTS)
+            )
             time.sleep(0.2)
         time.sleep(WARM_UP_S)  # joining a live edge may hiccup once; then it must be smooth
         samples = [page.evaluate(STATE) | {"wall": time.monotonic()}]
@@ -82,40 +106,44 @@ def play(
             samples.append(page.evaluate(STATE) | {"wall": time.monotonic()})
             if advance and samples[-1]["t"] - samples[0]["t"] >= advance:
                 break
-        return samples
+        return Playback(kind, samples, page.evaluate(EVENTS))
     finally:
         page.close()
 
 
-def assert_smooth(samples: list[dict[str, Any]], seconds: float) -> None:
+def assert_smooth(run: Playback, seconds: float) -> None:
     """The playhead moved ``seconds`` and never stood still: no two one-second samples in
-    a row without progress (a single slow second is a busy test machine, not a stall)."""
-    assert all(s["err"] == 0 for s in samples)
-    assert samples[-1]["t"] - samples[0]["t"] >= seconds
+    a row without progress (a single slow second is a busy test machine, not a stall),
+    and the player reported no error."""
+    samples = run.samples
+    assert all(s["err"] == 0 for s in samples), run.why()
+    assert samples[-1]["t"] - samples[0]["t"] >= seconds, run.why()
     moved = [b["t"] - a["t"] > 0.25 for a, b in itertools.pairwise(samples)]
-    assert not any(not x and not y for x, y in itertools.pairwise(moved)), samples
+    assert not any(not x and not y for x, y in itertools.pairwise(moved)), run.why()
+    errors = [e for e in run.events if e["what"] in ("hls error", "dash error", "video error")]
+    assert not [e for e in errors if "fatal" in e["detail"] or e["what"] != "hls error"], run.why()
 
 
 @pytest.mark.parametrize("kind", [HLS, CMAF_HLS])
 def test_hlsjs_plays_live(browser: Any, server: Server, live: SteadyPublisher, kind: str) -> None:
-    samples = play(browser, server, live.stream, kind, 40, advance=20)
-    assert all(s["hls"] for s in samples)  # hls.js, not the browser's own HLS
-    assert_smooth(samples, 20)
+    run = play(browser, server, live.stream, kind, 40, advance=20)
+    assert all(s["hls"] for s in run.samples)  # hls.js, not the browser's own HLS
+    assert_smooth(run, 20)
 
 
 def test_ll_hls_latency_under_3s(browser: Any, server: Server, live: SteadyPublisher) -> None:
-    samples = play(browser, server, live.stream, CMAF_HLS, 20, advance=6)
-    latencies = [s["latency"] for s in samples[-4:]]
-    assert latencies and all(lat is not None and lat < 3.0 for lat in latencies), latencies
+    run = play(browser, server, live.stream, CMAF_HLS, 20, advance=6)
+    latencies = [s["latency"] for s in run.samples[-4:]]
+    assert latencies and all(lat is not None and lat < 3.0 for lat in latencies), run.why()
 
 
 def test_dashjs_plays_live(browser: Any, server: Server, live: SteadyPublisher) -> None:
-    samples = play(browser, server, live.stream, DASH, 40, advance=20)
-    assert all(s["dash"] for s in samples)
-    assert_smooth(samples, 20)
+    run = play(browser, server, live.stream, DASH, 40, advance=20)
+    assert all(s["dash"] for s in run.samples)
+    assert_smooth(run, 20)
 
 
 @pytest.mark.parametrize("kind", [HLS, DASH])
 def test_vod_plays(browser: Any, server: Server, vod: str, kind: str) -> None:
-    samples = play(browser, server, vod, kind, 5)
-    assert all(s["err"] == 0 for s in samples) and samples[-1]["t"] > 4
+    run = play(browser, server, vod, kind, 5)
+    assert all(s["err"] == 0 for s in run.samples) and run.samples[-1]["t"] > 4, run.why()

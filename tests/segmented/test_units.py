@@ -75,7 +75,7 @@ frame_lists = st.lists(st.integers(1, 120), min_size=2, max_size=120).map(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(frame_lists, st.integers(100, 700), st.data())
 def test_parts_tile_the_segment_and_grow_by_prefix(
     frames: list[int], part_ms: int, data: st.DataObject
@@ -84,7 +84,8 @@ def test_parts_tile_the_segment_and_grow_by_prefix(
         data.draw(st.sets(st.sampled_from(frames[1:])) if len(frames) > 1 else st.just(set()))
     )
     end = frames[-1] + 40
-    parts = segment_parts(3, 0, frames, keys, part_ms, end_ms=end, known_ms=end)
+    gop = data.draw(st.none() | st.integers(40, 3000))
+    parts = segment_parts(3, 0, frames, keys, part_ms, end_ms=end, known_ms=end, gop_ms=gop)
     assert parts[0].start_ms == 0 and parts[-1].end_ms == end
     assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(parts))
     assert all(p.msn == 3 and p.index == i for i, p in enumerate(parts))
@@ -97,8 +98,23 @@ def test_parts_tile_the_segment_and_grow_by_prefix(
     known = data.draw(st.sampled_from(frames))
     seen = [f for f in frames if f <= known]
     early = segment_parts(3, 0, seen, [k for k in keys if k <= known], part_ms,
-                          end_ms=None, known_ms=known)  # fmt: skip
+                          end_ms=None, known_ms=known, gop_ms=gop)  # fmt: skip
     assert early == parts[: len(early)]
+
+
+def test_parts_split_a_regular_gop_evenly() -> None:
+    """25 fps, a keyframe every second, 334 ms part target: four parts of 200-320 ms per
+    keyframe interval, never a one-frame sliver before the next keyframe (hls.js skips
+    those as already buffered, then stalls on the hole)."""
+    frames = list(range(0, 2000, 40))
+    for known in range(40, 2040, 40):
+        seen = [f for f in frames if f <= known]
+        keys = [k for k in (0, 1000) if k <= known]
+        parts = segment_parts(7, 0, seen, keys, 334, end_ms=None if known < 2000 else 2000,
+                              known_ms=known, gop_ms=1000)  # fmt: skip
+        assert all(200 <= p.duration * 1000 <= 334 for p in parts), parts
+    assert len(parts) == 8 and parts[-1].end_ms == 2000
+    assert [p.independent for p in parts] == [True, False, False, False, True, False, False, False]
 
 
 def test_packet_window_ranges_and_pruning() -> None:
