@@ -526,7 +526,10 @@ def mpd_for_tracks(
     """The MPD for a stream: one AdaptationSet per track type, one Representation per
     track. Live MPDs take ``availability_start`` (wall time of media time 0) and
     ``now`` (publishTime) from the caller -- no clock in here. With
-    ``low_latency_chunk_s`` a live MPD announces chunked segments (LL-DASH)."""
+    ``low_latency_chunk_s`` a live MPD announces chunked segments (LL-DASH): the last
+    span of each track is then the segment in progress, listed with its expected
+    duration, and ``availabilityTimeOffset`` lets a client fetch it once its first
+    chunk exists."""
     sets: dict[str, AdaptationSet] = {}
     for track, spans in tracks:
         kind = {"video": "video", "audio": "audio"}.get(track.type, "text")
@@ -539,7 +542,10 @@ def mpd_for_tracks(
         return mpd
     mpd.availability_start_time = availability_start
     mpd.publish_time = now
-    mpd.minimum_update_period = target_s
+    # LL-DASH: the next segment must be listed soon after the open one completes
+    mpd.minimum_update_period = (
+        target_s if low_latency_chunk_s is None else max(0.5, 2 * low_latency_chunk_s)
+    )
     mpd.time_shift_buffer_depth = dvr_s
     mpd.suggested_presentation_delay = 3 * target_s if low_latency_chunk_s is None else None
     if utc_timing_url:
@@ -547,7 +553,11 @@ def mpd_for_tracks(
     elif now is not None:
         mpd.utc_timing = [(UTC_DIRECT, iso_datetime(now))]
     if low_latency_chunk_s is not None:
-        mpd.availability_time_offset = round(target_s - low_latency_chunk_s, 3)
+        # the last listed segment is the one being produced (its duration an estimate):
+        # it may be fetched once its first chunk exists, and arrives chunk by chunk
+        last = min((spans[-1][1] - spans[-1][0] for _, spans in tracks if spans), default=0)
+        segment_s = last / 1000 if last else target_s
+        mpd.availability_time_offset = round(max(0.0, segment_s - low_latency_chunk_s), 3)
         mpd.latency = Latency(
             target=round(3 * low_latency_chunk_s * 1000 + 1000),
             min=500,

@@ -92,6 +92,14 @@ def mpd(seg: StreamSegments) -> str:
         doc = mpd_for_tracks(tracks, live=False, duration_s=(end - start) / 1000)
         return doc.render()
     offset = seg.utc_offset_ms or int(time.time() * 1000)
+    low_latency = not seg.ended and seg.open_start is not None and bool(shown)
+    if low_latency:
+        # LL-DASH: list the segment in progress with the last one's duration as its
+        # expected length; it is sent chunked, part by part (open_segment_response)
+        last = shown[-1]
+        start = seg.open_start
+        spans = [*spans, (start, start + last.end_ms - last.start_ms)]
+        tracks = [(t, spans) for t in cmaf_tracks(seg)]
     doc = mpd_for_tracks(
         tracks,
         live=True,
@@ -99,6 +107,7 @@ def mpd(seg: StreamSegments) -> str:
         now=datetime.now(UTC),
         dvr_s=round(sum(s.duration for s in shown), 3),
         target_s=float(seg.target_s),
+        low_latency_chunk_s=seg.part_ms / 1000 if low_latency else None,
     )
     return doc.render()
 

@@ -77,14 +77,14 @@ VP9_OPUS = [
 CODEC_NAMES = {"h264": "H264", "vp9": "VP9", "aac": "AAC", "opus": "opus"}
 
 
-def make_source(path: Path, codec_args: list[str]) -> Source:
+def make_source(path: Path, codec_args: list[str], seconds: int = DURATION_S) -> Source:
     """Encode a test clip with ffmpeg and demux it with PyAV into the media model."""
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", str(DURATION_S), *codec_args, str(path),
+            "-t", str(seconds), *codec_args, str(path),
         ],
         check=True,
     )  # fmt: skip

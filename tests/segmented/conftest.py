@@ -14,17 +14,17 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import pytest
 
 from shm import StreamWriter
-from shm.model import StreamState, TrackMeta
+from shm.model import StreamState
 from tests.outputs_http.conftest import (
-    CODEC_NAMES,
+    GOP,
     H264_AAC,
     Frame,
     Server,
     Source,
+    make_source,
     publish_vod,
     start_server,
     stop_server,
@@ -38,42 +38,8 @@ LIVE_SECONDS = 4
 
 def make_clip(path: Path, seconds: int, gop: int = FPS) -> Source:
     """H264 (B-frames) + AAC: ``seconds`` long, a keyframe every ``gop`` frames."""
-    import subprocess
-
-    args = [a if a != "25" else str(gop) for a in H264_AAC]  # -g / -keyint_min
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-         "-t", str(seconds), *args, str(path)],
-        check=True,
-    )  # fmt: skip
-    tracks: list[TrackMeta] = []
-    frames: list[Frame] = []
-    with av.open(str(path)) as c:
-        vs, as_ = c.streams.video[0], c.streams.audio[0]
-        vcc, acc = vs.codec_context, as_.codec_context
-        tracks.append(
-            TrackMeta(1, "video", CODEC_NAMES[vcc.name], init=bytes(vcc.extradata or b""),
-                      width=vcc.width, height=vcc.height, fpks=FPS * 1000)
-        )  # fmt: skip
-        tracks.append(
-            TrackMeta(2, "audio", CODEC_NAMES[acc.name], init=bytes(acc.extradata or b""),
-                      rate=acc.sample_rate, channels=2, size=16)
-        )  # fmt: skip
-        for pkt in c.demux(vs, as_):
-            if pkt.size == 0 or pkt.dts is None or pkt.pts is None:
-                continue
-            tb = pkt.time_base
-            tid = 1 if pkt.stream is vs else 2
-            dts = round(pkt.dts * tb * 1000)
-            pts = round(pkt.pts * tb * 1000)
-            frames.append(Frame(tid, dts, pts - dts, bool(pkt.is_keyframe) or tid == 2, bytes(pkt)))
-    base = min(f.dts for f in frames)
-    for f in frames:
-        f.dts -= base
-    frames.sort(key=lambda f: (f.dts, f.track))
-    return Source(path, tracks, frames)
+    args = [a if a != str(GOP) else str(gop) for a in H264_AAC]  # -g / -keyint_min
+    return make_source(path, args, seconds)
 
 
 class SteadyPublisher:
@@ -97,6 +63,8 @@ class SteadyPublisher:
         self.pause_at_ms: int | None = None
         self.pause_s = 0.0
         self.last_dts = 0
+        self._next: Iterator[tuple[int, Frame]] | None = None  # publish_until's position
+        self._held: tuple[int, Frame] = (0, self.video[0])
         self.thread = threading.Thread(target=self._run, name=f"publish {stream}", daemon=True)
 
     def start(self) -> SteadyPublisher:
@@ -147,9 +115,23 @@ class SteadyPublisher:
             self.writer.append(f.track, out, f.offset, f.keyframe, f.data)
             self.last_dts = max(self.last_dts, out)
 
+    def publish_until(self, ms: int) -> None:
+        """Without :meth:`start`: append at once every frame before media time ``ms``
+        (tests that decide when a segment completes)."""
+        if self._next is None:
+            self.writer.set_state(StreamState.READY)
+            self._next = self._frames()
+            self._held = next(self._next)
+        while self._held[0] < ms:
+            dts, f = self._held
+            self.writer.append(f.track, dts, f.offset, f.keyframe, f.data)
+            self.last_dts = max(self.last_dts, dts)
+            self._held = next(self._next)
+
     def close(self) -> None:
         self.stop_flag.set()
-        self.thread.join(5)
+        if self.thread.is_alive():
+            self.thread.join(5)
         self.writer.close()
 
 

@@ -4,7 +4,9 @@ The page's own handlers (``window.mistPlayers``, registered by the HLS plug-in) 
 given one source type each; for HLS the page is told to use hls.js even though
 Chromium now plays HLS itself (``?forceplayer=hlsjs``). Playback must advance
 20 s without stalling; with 1 s keyframes and LL-HLS, hls.js must sit < 3 s behind
-the live edge (its ``latency``)."""
+the live edge (its ``latency``), and dash.js in low-latency mode likewise (its
+``getCurrentLiveLatency()``). A failure shows the samples and what hls.js, dash.js and
+the <video> reported (``window.mistEvents``, kept by the player page)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ STATE = """() => { const v = document.getElementById('video'); const b = v.buffe
   return {t: v.currentTime, err: v.error ? v.error.code : 0, hls: !!window.mistHls,
           dash: !!dash, latency: window.mistHls ? window.mistHls.latency : null,
           dash_latency: dash && dash.isReady() ? dash.getCurrentLiveLatency() : null,
+          dash_ll: dash && dash.isReady() ? dash.getLowLatencyModeEnabled() : null,
           buffer: b.length ? b.end(b.length - 1) - v.currentTime : 0,
           rate: v.playbackRate, waiting: v.readyState < 3}; }"""
 EVENTS = "() => window.mistEvents || []"
@@ -141,6 +144,16 @@ def test_dashjs_plays_live(browser: Any, server: Server, live: SteadyPublisher) 
     run = play(browser, server, live.stream, DASH, 40, advance=20)
     assert all(s["dash"] for s in run.samples)
     assert_smooth(run, 20)
+
+
+def test_ll_dash_latency_under_3s(browser: Any, server: Server, live: SteadyPublisher) -> None:
+    """The live MPD announces the chunked segment in progress (availabilityTimeOffset,
+    availabilityTimeComplete=false, ServiceDescription latency): dash.js switches to
+    its low-latency mode and keeps close to the live edge."""
+    run = play(browser, server, live.stream, DASH, 20, advance=6)
+    last = run.samples[-4:]
+    assert all(s["dash_ll"] for s in last), run.why()
+    assert all(s["dash_latency"] is not None and s["dash_latency"] < 3.0 for s in last), run.why()
 
 
 @pytest.mark.parametrize("kind", [HLS, DASH])

@@ -14,7 +14,7 @@ from mistcodecs.hls import (
     check_update,
     parse_media_playlist,
 )
-from tests.outputs_http.conftest import Server, start_server, stop_server
+from tests.outputs_http.conftest import Server, Source, start_server, stop_server, unique
 
 from .conftest import FPS, SteadyPublisher, fetch
 from .decode import Decoded, decode, decode_ffprobe
@@ -231,42 +231,63 @@ def test_unknown_live_media_is_refused_at_once(server: Server, live: SteadyPubli
         assert status == 404 and took < 1.0, path
 
 
-def test_many_blocked_viewers_get_one_shared_answer(server: Server, live: SteadyPublisher) -> None:
-    """200 LL-HLS viewers block on the same coming segment: all are answered when it is
-    made with the playlist of that moment (rendered once per change, shared), then fetch
-    the newest part they were told of (cached, shared)."""
+def test_many_blocked_viewers_get_one_shared_answer(server: Server, live_clip: Source) -> None:
+    """200 LL-HLS viewers block on the segment in progress; the publisher is stepped by
+    the test, so the segment completes only once every request was sent, and nothing
+    changes afterwards: all are answered with the one playlist of that moment (rendered
+    once per change, shared), then fetch the newest part they were told of (cached)."""
     import asyncio
 
     import aiohttp
 
-    path = f"/cmaf/{live.stream}/1/index.m3u8"
-    pl = playlist(server, path)
-    # the segment after the open one: seconds away, so every request is parked before it
-    url = f"{server.base}{path}?_HLS_msn={pl.next_msn + 1}"
+    pub = SteadyPublisher(unique("blocked"), live_clip)
+    try:
+        pub.publish_until(9000)  # four 2 s segments complete, the fifth in progress
+        path = f"/cmaf/{pub.stream}/1/index.m3u8"
+        pl = playlist(server, path)
+        open_start = round(1000 * sum(s.duration for s in pl.segments)) + int(
+            pl.segments[0].uri[6:-4]
+        )
+        url = f"{server.base}{path}?_HLS_msn={pl.next_msn}"
+        sent = 0
 
-    async def viewers() -> list[tuple[int, str, float, bytes]]:
-        async with aiohttp.ClientSession() as session:
+        async def on_sent(*_: object) -> None:
+            nonlocal sent
+            sent += 1
 
-            async def one() -> tuple[int, str, float, bytes]:
-                async with session.get(url) as r:
-                    text = await r.text()
+        async def viewers() -> list[tuple[int, str, bytes]]:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(on_sent)
+            connector = aiohttp.TCPConnector(limit=0)  # all 200 at once (default: 100)
+            async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as session:
+
+                async def one() -> tuple[int, str, bytes]:
+                    async with session.get(url) as r:
+                        text = await r.text()
                     after = parse_media_playlist(text)
                     part = (after.open_parts or after.segments[-1].parts)[-1].uri
-                async with session.get(f"{server.base}/cmaf/{live.stream}/1/{part}") as r:
-                    body = await r.read()
-                return r.status, text, time.monotonic(), body
+                    async with session.get(f"{server.base}/cmaf/{pub.stream}/1/{part}") as r:
+                        return r.status, text, await r.read()
 
-            return await asyncio.gather(*(one() for _ in range(200)))
+                tasks = [asyncio.ensure_future(one()) for _ in range(200)]
+                deadline = time.monotonic() + 60
+                while sent < 200:
+                    assert time.monotonic() < deadline and not any(t.done() for t in tasks)
+                    await asyncio.sleep(0.05)
+                # the keyframe that ends the segment (1 s GOP, 2 s segments) and a little
+                # more of every track: the segment completes, no new part is decided
+                await asyncio.to_thread(pub.publish_until, open_start + 2100)
+                return await asyncio.gather(*tasks)
 
-    results = asyncio.run(viewers())
-    assert all(status == 200 for status, _, _, _ in results)
-    texts = {text for _, text, _, _ in results}
-    # all woken by the same completion; the last few may see a part more (a newer state)
-    assert len(texts) <= 3
-    assert all(parse_media_playlist(t).last_msn >= pl.next_msn + 1 for t in texts)
-    assert len({body for _, _, _, body in results}) <= len(texts)
-    done = [t for _, _, t, _ in results]
-    assert max(done) - min(done) < 1.5
+        results = asyncio.run(viewers())
+    finally:
+        pub.close()
+    assert all(status == 200 for status, _, _ in results)
+    texts = {text for _, text, _ in results}
+    assert len(texts) == 1
+    answer = parse_media_playlist(texts.pop())
+    assert answer.last_msn == pl.next_msn and answer.segments[-1].uri == f"chunk_{open_start}.m4s"
+    assert len({body for _, _, body in results}) == 1
 
 
 def test_live_cache_headers(server: Server, live: SteadyPublisher) -> None:
