@@ -7,7 +7,7 @@
 * :mod:`.build` -- spans and parts to the playlist of the moment (live window, LL-HLS)
 """
 
-from mistcodecs.hls.build import live_window, media_playlist
+from mistcodecs.hls.build import live_window, media_playlist, with_query
 from mistcodecs.hls.master import (
     MasterPlaylist,
     Rendition,
@@ -84,4 +84,5 @@ __all__ = [
     "parse_master_playlist",
     "parse_media_playlist",
     "target_duration",
+    "with_query",
 ]

@@ -14,6 +14,7 @@ than that makes ``render()`` raise instead of emitting a non-conforming playlist
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
@@ -120,3 +121,27 @@ def live_window(spans: Sequence[SegmentSpan], target: int, minimum: int = 4) -> 
         if keep >= minimum and total >= 4 * target:
             break
     return keep
+
+
+_URI_ATTR = re.compile(r'(URI=")([^"]*)(")')
+
+
+def with_query(text: str, query: str) -> str:
+    """A rendered playlist (master or media) whose every URI -- URI lines and ``URI="..."``
+    attributes of EXT-X-MAP, EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-MEDIA and
+    EXT-X-RENDITION-REPORT -- carries ``query`` (``"tkn=abc"``), so a player's follow-up
+    requests name the same session as the playlist request did."""
+    if not query:
+        return text
+
+    def add(uri: str) -> str:
+        return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+    lines = []
+    for line in text.split("\n"):
+        if line and not line.startswith("#"):
+            line = add(line)
+        elif 'URI="' in line:
+            line = _URI_ATTR.sub(lambda m: m[1] + add(m[2]) + m[3], line)
+        lines.append(line)
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from mistcodecs.dash import mpd_for_tracks
+from mistcodecs.dash import Mpd, mpd_for_tracks
 from mistcodecs.hls import (
     BadDirective,
     MasterPlaylist,
@@ -82,7 +82,8 @@ def muxer(seg: StreamSegments, track: TrackMeta) -> Mp4FragmentMuxer:
 
 
 # -- manifests ---------------------------------------------------------------------------
-def mpd(seg: StreamSegments) -> str:
+def mpd(seg: StreamSegments, query: str = "") -> str:
+    """The MPD; ``query`` (``tkn=...``) is added to the segment URL templates."""
     shown = window_of(seg)
     spans = [(s.start_ms + shift_of(seg), s.end_ms + shift_of(seg)) for s in shown]
     tracks = [(t, spans) for t in cmaf_tracks(seg)]
@@ -90,7 +91,7 @@ def mpd(seg: StreamSegments) -> str:
         end = shown[-1].end_ms if shown else 0
         start = shown[0].start_ms if shown else 0
         doc = mpd_for_tracks(tracks, live=False, duration_s=(end - start) / 1000)
-        return doc.render()
+        return with_template_query(doc, query).render()
     offset = seg.utc_offset_ms or int(time.time() * 1000)
     low_latency = not seg.ended and seg.open_start is not None and bool(shown)
     if low_latency:
@@ -109,7 +110,16 @@ def mpd(seg: StreamSegments) -> str:
         target_s=float(seg.target_s),
         low_latency_chunk_s=seg.part_ms / 1000 if low_latency else None,
     )
-    return doc.render()
+    return with_template_query(doc, query).render()
+
+
+def with_template_query(doc: Mpd, query: str) -> Mpd:
+    if query:
+        for aset in doc.adaptation_sets:
+            for rep in aset.representations:
+                rep.initialization += f"?{query}"
+                rep.media += f"?{query}"
+    return doc
 
 
 def master(seg: StreamSegments) -> str:
@@ -348,7 +358,9 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
             return error_response(503, "not enough complete segments yet")
         for t in cmaf_tracks(seg):
             seg.want(("cmaf", t.id), _prewarm(t))
-        return respond.playlist_response(req, mpd(seg), respond.MPD, seg)
+        return respond.playlist_response(
+            req, mpd(seg, respond.session_query(req)), respond.MPD, seg
+        )
     if rest == "index.m3u8":
         return respond.playlist_response(req, master(seg), respond.M3U8, seg)
     head, _, leaf = rest.partition("/")

@@ -13,7 +13,10 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
+from common import sessions
+from mistcodecs.hls import with_query
 from outputs.hls.engine import CACHE, StreamSegments
 from outputs.http.message import Request, Response, error_response
 
@@ -53,9 +56,19 @@ def body_response(
     return Response(200, headers, body)
 
 
+def session_query(req: Request) -> str:
+    """``tkn=<token>`` when the request named a session token (query, cookie or header),
+    else "": MistServer appends it to the URLs it generates (tknMode bit 4), so every
+    playlist, segment and part request of one HLS/DASH viewer counts as one session."""
+    token = sessions.http_token(req.query, req.headers)
+    return f"tkn={quote(token, safe='')}" if token else ""
+
+
 def playlist_response(
     req: Request, text: str, content_type: str, seg: StreamSegments, blocking: bool = False
 ) -> Response:
+    if content_type == M3U8:
+        text = with_query(text, session_query(req))
     if not seg.live or seg.ended:
         cache = "public, max-age=60"
     elif blocking:

@@ -3,6 +3,7 @@ LL-HLS parts and blocking reloads, FFmpeg decoding the live edge, a publisher re
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -300,3 +301,29 @@ def test_live_cache_headers(server: Server, live: SteadyPublisher) -> None:
     blocking = f"/cmaf/{live.stream}/1/index.m3u8?_HLS_msn={pl.media_sequence}"
     status, headers, _, _ = fetch(server, blocking)
     assert status == 200 and headers["cache-control"] == f"public, max-age={6 * 3}"
+
+
+def test_session_token_is_carried_into_every_url(server: Server, live: SteadyPublisher) -> None:
+    """``?tkn=`` of a playlist request is appended to every URL it lists (MistServer's
+    tknMode 4), so a viewer's segment requests name its session; FFmpeg plays through
+    them and the MPD's templates carry it too."""
+    tkn = "view%20er%2F1"  # "view er/1", escaped
+    master = fetch(server, f"/cmaf/{live.stream}/index.m3u8?tkn={tkn}")[2].decode()
+    uris = [line for line in master.splitlines() if line and not line.startswith("#")]
+    uris += re.findall(r'URI="([^"]*)"', master)
+    assert uris and all(u.endswith(f"?tkn={tkn}") for u in uris), master
+    media = fetch(server, f"/cmaf/{live.stream}/1/index.m3u8?tkn={tkn}")[2].decode()
+    pl = parse_media_playlist(media)
+    uris = [s.uri for s in pl.segments] + [p.uri for s in pl.segments for p in s.parts]
+    uris += [p.uri for p in pl.open_parts] + [h.uri for h in pl.preload_hints]
+    uris += [r.uri for r in pl.rendition_reports] + [pl.segments[0].init.uri]  # type: ignore[union-attr]
+    assert all(u.endswith(f"?tkn={tkn}") for u in uris), media
+    status, _, body, _ = fetch(server, f"/cmaf/{live.stream}/1/{pl.segments[-1].uri}")
+    assert status == 200 and body[4:8] == b"styp"
+    mpd = parse_mpd(fetch(server, f"/cmaf/{live.stream}/index.mpd?tkn={tkn}")[2])
+    rep = mpd.adaptation_sets[0].representations[0]
+    assert rep.media.endswith(f"?tkn={tkn}") and rep.initialization.endswith(f"?tkn={tkn}")
+    ts = fetch(server, f"/hls/{live.stream}/index.m3u8")[2].decode()
+    assert "tkn=" not in ts  # no token asked for, none added
+    got = decode(server.base + f"/hls/{live.stream}/index.m3u8?tkn={tkn}", seconds=3)
+    assert got.errors == [] and got.video_seconds >= 2.5
