@@ -11,7 +11,8 @@ soon new media becomes available in each playlist kind.
   The source is timestamped by the publisher (wall time of each appended frame).
 * ``player_latency_s_*``: that plus the hold-back the manifests tell players to keep
   (HOLD-BACK, PART-HOLD-BACK, suggestedPresentationDelay) -- what a conforming player's
-  distance behind live is.
+  distance behind live is; for the low-latency (chunked) MPD, its ServiceDescription
+  latency target, which dash.js steers to.
 
 ``--quick``: fewer clients, shorter windows.
 """
@@ -35,7 +36,7 @@ import av
 
 from bench.loadclient import GetStats, http_get_loop
 from bench.peers import Nginx, PeerError, free_port, wait_port
-from mistcodecs.dash import parse_mpd
+from mistcodecs.dash import expand_timeline, parse_mpd
 from mistcodecs.hls import parse_media_playlist
 from shm import StreamWriter
 from shm.model import StreamState, TrackMeta
@@ -161,11 +162,21 @@ def _availability(port: int, stream: str, pub: _Publisher, seconds: float) -> di
         pl = parse_media_playlist(_get(port, hls_path).decode())
         return {int(s.uri[:-3].split("_")[1]) for s in pl.segments}, pl.target_duration or 0
 
+    low_latency_dash = False
+
     def dash_end() -> tuple[int, float]:
+        """End of the newest complete segment, and the delay players are told to keep.
+        A low-latency MPD lists the segment in progress last (sent chunked): players
+        aim at its ServiceDescription latency, not at complete segments plus a delay."""
+        nonlocal low_latency_dash
         mpd = parse_mpd(_get(port, mpd_path))
-        return mpd.adaptation_sets[0].representations[0].timeline[-1].end, (
-            mpd.suggested_presentation_delay or 0.0
-        )
+        segments = expand_timeline(mpd.adaptation_sets[0].representations[0].timeline)
+        if mpd.availability_time_offset is not None and mpd.latency is not None:
+            low_latency_dash = True
+            start, _ = segments[-1]  # the open one starts where the last complete one ends
+            return start, mpd.latency.target / 1000
+        start, duration = segments[-1]
+        return start + duration, mpd.suggested_presentation_delay or 0.0
 
     seen_hls, target = hls_ends()
     seen_dash, delay = dash_end()
@@ -206,7 +217,8 @@ def _availability(port: int, stream: str, pub: _Publisher, seconds: float) -> di
     if ll_lat:
         out["player_latency_s_llhls"] = round(statistics.median(ll_lat) + (part_hold or 0), 2)
     if dash_lat:
-        out["player_latency_s_dash"] = round(statistics.median(dash_lat) + delay, 2)
+        behind = delay if low_latency_dash else statistics.median(dash_lat) + delay
+        out["player_latency_s_dash"] = round(behind, 2)
     return out
 
 

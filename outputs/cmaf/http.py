@@ -3,7 +3,10 @@
 URLs (MistServer's layout, reference section 4); one rendition per track:
 
 * ``/cmaf/<s>/index.mpd`` -- DASH MPD (static for VoD, dynamic for live), SegmentTemplate
-  ``$RepresentationID$/chunk_$Time$.m4s`` with a SegmentTimeline, timescale 1000
+  ``$RepresentationID$/chunk_$Time$.m4s`` with a SegmentTimeline, timescale 1000; live it
+  is LL-DASH: the segment in progress is listed last (with the previous one's duration
+  as its expected length), ``availabilityTimeOffset`` lets clients fetch it after its
+  first part, ``ServiceDescription`` sets a ~2 s latency target
 * ``/cmaf/<s>/index.m3u8`` -- HLS master: video variants with an AUDIO group
 * ``/cmaf/<s>/<trk>/index.m3u8`` -- media playlist with EXT-X-MAP; live ones are LL-HLS
   (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-SERVER-CONTROL, EXT-X-RENDITION-REPORT) and
@@ -44,7 +47,7 @@ from mistcodecs.mp4.codecs import codec_string
 from mistcodecs.mp4.records import Ftyp
 from outputs.formats import SourceEntry, register_prefix, register_source
 from outputs.hls import respond
-from outputs.hls.engine import SERVICE, MediaTimeout, StreamGone, StreamSegments, init_tag
+from outputs.hls.engine import SERVICE, StreamSegments, init_tag
 from outputs.hls.http import (
     discontinuity_info,
     subtitle_renditions,
@@ -93,13 +96,13 @@ def mpd(seg: StreamSegments, query: str = "") -> str:
         doc = mpd_for_tracks(tracks, live=False, duration_s=(end - start) / 1000)
         return with_template_query(doc, query).render()
     offset = seg.utc_offset_ms or int(time.time() * 1000)
-    low_latency = not seg.ended and seg.open_start is not None and bool(shown)
-    if low_latency:
+    opened = seg.open_start
+    low_latency = not seg.ended and opened is not None and bool(shown)
+    if opened is not None and low_latency:
         # LL-DASH: list the segment in progress with the last one's duration as its
         # expected length; it is sent chunked, part by part (open_segment_response)
         last = shown[-1]
-        start = seg.open_start
-        spans = [*spans, (start, start + last.end_ms - last.start_ms)]
+        spans = [*spans, (opened, opened + last.end_ms - last.start_ms)]
         tracks = [(t, spans) for t in cmaf_tracks(seg)]
     doc = mpd_for_tracks(
         tracks,
@@ -337,19 +340,7 @@ def open_segment_response(seg: StreamSegments, track: TrackMeta, start: int) -> 
     return Response(200, headers, stream=body)
 
 
-async def handle(req: Request, stream: str, rest: str) -> Response:
-    try:
-        return await _handle(req, stream, rest)
-    except StreamGone as exc:
-        return error_response(404, str(exc))
-    except MediaTimeout as exc:
-        return error_response(503, str(exc))
-
-
 async def _handle(req: Request, stream: str, rest: str) -> Response:
-    bad = respond.method_check(req)
-    if bad is not None:
-        return bad
     seg = await SERVICE.get(stream)
     if not cmaf_tracks(seg):
         return error_response(415, f"stream {stream!r} has no track CMAF can carry")
@@ -385,6 +376,9 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
     if leaf.startswith("chunk_") and leaf.endswith(".m4s"):
         return await chunk_response(req, seg, track, leaf)
     return respond.not_found(f"/cmaf/{stream}/{rest}")
+
+
+handle = respond.prefix_handler(_handle)
 
 
 def register() -> None:

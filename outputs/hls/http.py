@@ -37,7 +37,7 @@ from outputs.formats import (
     register_source,
 )
 from outputs.hls import player, respond, webvtt
-from outputs.hls.engine import SERVICE, MediaTimeout, StreamGone, StreamSegments, init_tag
+from outputs.hls.engine import SERVICE, StreamSegments, init_tag
 from outputs.hls.tscc import align_counters
 from outputs.http.message import Request, Response, error_response
 from shm.model import Packet, TrackMeta
@@ -218,19 +218,7 @@ def _prewarm(combo: list[TrackMeta]) -> Any:
     return run
 
 
-async def handle(req: Request, stream: str, rest: str) -> Response:
-    try:
-        return await _handle(req, stream, rest)
-    except StreamGone as exc:
-        return error_response(404, str(exc))
-    except MediaTimeout as exc:
-        return error_response(503, str(exc))
-
-
 async def _handle(req: Request, stream: str, rest: str) -> Response:
-    bad = respond.method_check(req)
-    if bad is not None:
-        return bad
     if not rest and stream in player.LIBS:
         return player.serve(req, stream)  # /hls/hlsjs.js, /hls/dashjs.js
     seg = await SERVICE.get(stream)
@@ -265,6 +253,9 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         body = await segment_bytes(seg, combo, span)
         return respond.media_response(req, seg, body, respond.TS, ts_key(seg, combo, span))
     return respond.not_found(f"/hls/{stream}/{rest}")
+
+
+handle = respond.prefix_handler(_handle)
 
 
 def register() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from common import sessions
 from mistcodecs.hls import with_query
-from outputs.hls.engine import CACHE, StreamSegments
+from outputs.hls.engine import CACHE, MediaTimeout, StreamGone, StreamSegments
 from outputs.http.message import Request, Response, error_response
 
 M3U8 = "application/vnd.apple.mpegurl"
@@ -131,3 +131,24 @@ def method_check(req: Request) -> Response | None:
     if req.method not in ("GET", "HEAD"):
         return error_response(405, f"{req.method} is not allowed here")
     return None
+
+
+Handler = Callable[[Request, str, str], Awaitable[Response]]
+
+
+def prefix_handler(inner: Handler) -> Handler:
+    """A ``/hls/`` or ``/cmaf/`` handler: GET/HEAD only; a stream that left the bus is a
+    404, media the bus did not deliver in time a 503."""
+
+    async def handle(req: Request, stream: str, rest: str) -> Response:
+        bad = method_check(req)
+        if bad is not None:
+            return bad
+        try:
+            return await inner(req, stream, rest)
+        except StreamGone as exc:
+            return error_response(404, str(exc))
+        except MediaTimeout as exc:
+            return error_response(503, str(exc))
+
+    return handle
