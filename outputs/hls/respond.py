@@ -57,11 +57,14 @@ def body_response(
 
 
 def session_query(req: Request) -> str:
-    """``tkn=<token>`` when the request named a session token (query, cookie or header),
-    else "": MistServer appends it to the URLs it generates (tknMode bit 4), so every
-    playlist, segment and part request of one HLS/DASH viewer counts as one session."""
-    token = sessions.http_token(req.query, req.headers)
-    return f"tkn={quote(token, safe='')}" if token else ""
+    """``tkn=<token>`` (or ``sid=``/``sessId=``/``jwt=``, as the request named it) when the
+    playlist request carried a session token in its URL, else "": MistServer appends it
+    to the URLs it generates (tknMode bit 4), so every playlist, segment and part request
+    of one HLS/DASH viewer counts as one session. Cookie and header tokens come back by
+    themselves and are not copied into URLs."""
+    query = req.query
+    key = next((k for k in sessions.TOKEN_PARAMS if query.get(k)), None)
+    return f"{key}={quote(query[key], safe='')}" if key else ""
 
 
 def playlist_response(
