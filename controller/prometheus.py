@@ -135,9 +135,10 @@ def text(ctl: Controller, mon: Monitor) -> str:
         t.sample("mist_sessions_total", table.started_by_kind.get(kind, 0), sessType=label)
     t.sample("mist_sessions_total", table.cached_denials, sessType="cached")
     names = mon.stats_names()
+    by_stream = mon.counts_by_stream()  # one pass, not one per stream
     t.family("mist_sessions", "gauge", "Current sessions per stream and type.")
     for name in names:
-        counts = mon.stream_counts(name)
+        counts = mon.stream_counts(name, by_stream)
         for key, label in (("viewers", "viewers"), ("inputs", "incoming"), ("outputs", "outgoing")):
             t.sample("mist_sessions", counts[key], stream=name, sessType=label)
         t.sample("mist_sessions", counts["unspecified"], stream=name, sessType="unspecified")
@@ -176,8 +177,9 @@ def as_json(ctl: Controller, mon: Monitor) -> dict[str, Any]:
     table = mon.sessions
     curr = _current(mon)
     streams: dict[str, Any] = {}
+    by_stream = mon.counts_by_stream()
     for name in mon.stats_names():
-        counts = mon.stream_counts(name)
+        counts = mon.stream_counts(name, by_stream)
         streams[name] = {
             "tot": [
                 mon.stream_field(name, "views"),

@@ -67,6 +67,8 @@ STAT_FIELDS = (
     "packloss",
     "packretrans",
 )
+COUNT_KEYS = ("viewers", "inputs", "outputs", "unspecified")
+KIND_KEYS = {"viewer": "viewers", "input": "inputs", "output": "outputs"}
 UDP_KEYS = (
     "session_open",
     "session_update",
@@ -199,13 +201,24 @@ class Monitor:
         self.history.append((second, sample))
 
     # ---- stream state ------------------------------------------------------------------------
-    def stream_counts(self, stream: str) -> dict[str, int]:
-        counts = {"viewers": 0, "inputs": 0, "outputs": 0, "unspecified": 0}
+    def counts_by_stream(self) -> dict[str, dict[str, int]]:
+        """Current sessions per stream and kind, in one pass over the sessions (views
+        of many streams use this instead of :meth:`stream_counts` per stream)."""
+        out: dict[str, dict[str, int]] = {}
         mono = time.monotonic()
-        key = {"viewer": "viewers", "input": "inputs", "output": "outputs"}
         for sess in self.sessions.sessions.values():
-            if sess.stream == stream and sess.current(mono):
-                counts[key.get(sess.kind, "unspecified")] += 1
+            if sess.stream and sess.current(mono):
+                counts = out.get(sess.stream)
+                if counts is None:
+                    counts = out[sess.stream] = dict.fromkeys(COUNT_KEYS, 0)
+                counts[KIND_KEYS.get(sess.kind, "unspecified")] += 1
+        return out
+
+    def stream_counts(
+        self, stream: str, by_stream: dict[str, dict[str, int]] | None = None
+    ) -> dict[str, int]:
+        found = (self.counts_by_stream() if by_stream is None else by_stream).get(stream)
+        counts = dict(found) if found else dict.fromkeys(COUNT_KEYS, 0)
         if not counts["inputs"] and self.ctl.supervisor.find_input(stream) is not None:
             counts["inputs"] = 1  # the input process itself (a file or pull input)
         return counts
@@ -472,12 +485,15 @@ class Monitor:
             "interval": [[len(data), 1]] if data else [],
         }
 
-    def stream_field(self, name: str, field: str) -> Any:
-        """The statistics fields of ``active_streams``/``stats_streams``."""
-        if field in ("viewers", "inputs", "outputs", "unspecified"):
-            return self.stream_counts(name)[field]
+    def stream_field(
+        self, name: str, field: str, by_stream: dict[str, dict[str, int]] | None = None
+    ) -> Any:
+        """The statistics fields of ``active_streams``/``stats_streams`` (``by_stream``:
+        :meth:`counts_by_stream`, when asking for many streams)."""
+        if field in COUNT_KEYS:
+            return self.stream_counts(name, by_stream)[field]
         if field == "clients":
-            return sum(self.stream_counts(name).values())
+            return sum(self.stream_counts(name, by_stream).values())
         acc = self.sessions.accs.get(name, StreamAcc())
         return {
             "views": acc.views,

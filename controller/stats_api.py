@@ -55,9 +55,11 @@ def _totals(ctl: Controller, arg: Any, _ctx: Context) -> Result:
     return _mon(ctl).totals(arg), False
 
 
-def stream_field(ctl: Controller, name: str, field: str) -> Any:
+def stream_field(
+    ctl: Controller, name: str, field: str, by_stream: dict[str, dict[str, int]] | None = None
+) -> Any:
     if field in STAT_FIELDS:
-        return _mon(ctl).stream_field(name, field)
+        return _mon(ctl).stream_field(name, field, by_stream)
     if field == "tags":
         return _mon(ctl).stream_tags(name)
     return ctl._stream_field(name, field)
@@ -67,17 +69,18 @@ def streams_table(ctl: Controller, names: list[str], arg: Any) -> Any:
     """``active_streams``/``stats_streams``' three request forms over ``names``."""
     if arg is None or arg is True or arg == {} or arg == [] or not isinstance(arg, (list, dict)):
         return names
+    by = _mon(ctl).counts_by_stream()  # one pass over the sessions for every stream
     if isinstance(arg, list):
         fields = [f for f in arg if isinstance(f, str)]
-        return {n: [stream_field(ctl, n, f) for f in fields] for n in names}
+        return {n: [stream_field(ctl, n, f, by) for f in fields] for n in names}
     fields = [f for f in arg.get("fields", []) if isinstance(f, str)] or ["status"]
     wanted = arg.get("streams")
     if isinstance(wanted, list) and wanted:
         names = [n for n in names if n in wanted]
     if arg.get("longform"):
-        rows: Any = {n: {f: stream_field(ctl, n, f) for f in fields} for n in names}
+        rows: Any = {n: {f: stream_field(ctl, n, f, by) for f in fields} for n in names}
     else:
-        rows = {n: [stream_field(ctl, n, f) for f in fields] for n in names}
+        rows = {n: [stream_field(ctl, n, f, by) for f in fields] for n in names}
     return {"fields": fields, "data": rows}
 
 

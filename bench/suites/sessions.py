@@ -294,3 +294,36 @@ def run(quick: bool) -> dict[str, Any]:
                 handler.wait()
     result["targets"] = TARGETS
     return result
+
+
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Headline rows for docs/benchmarks.md: each figure with 0 vs 1,000 live sessions."""
+    rows = [
+        (
+            "trigger decision (CONN_PLAY round trip) p50 / p99",
+            f"{result['trigger_idle_p50_ms']} / {result['trigger_idle_p99_ms']} ms idle, "
+            f"{result['trigger_loaded_p50_ms']} / {result['trigger_loaded_p99_ms']} ms with "
+            f"{result['sessions']:,} sessions (p99 ratio {result['trigger_slowdown']})",
+        ),
+        (
+            "session open (USER_NEW + CONN_OPEN) p50 / p99",
+            f"{result['open_p50_ms']} / {result['open_p99_ms']} ms while {result['sessions']:,}"
+            " report",
+        ),
+    ]
+    for view in ("clients", "totals", "prometheus"):
+        rows.append(
+            (
+                f"{view} answer p50",
+                f"{result[f'{view}_idle_p50_ms']} ms idle, {result[f'{view}_loaded_p50_ms']} ms "
+                f"with {result['sessions']:,} sessions (ratio {result[f'{view}_slowdown']})",
+            )
+        )
+    rows.append(
+        (
+            "stats tick p50 / p99",
+            f"{result['stats_tick_p50_ms']} / {result['stats_tick_p99_ms']} ms; counters "
+            f"visible in totals after {result['stats_visible_s']} s",
+        )
+    )
+    return rows
