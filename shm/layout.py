@@ -191,6 +191,10 @@ def ring_offsets(parts_cap: int, keys_cap: int, frags_cap: int) -> tuple[int, in
 # slot's reader), then the slots.
 USER_HDR = struct.Struct("<I")
 OFF_EPOCH = 4  # u32 any reader stores a new value into after bumping its wait number
+# u32 futex word: a reader about to block stores 0 ("someone sleeps here"); the writer,
+# finding 0 after publishing, stores a non-zero value and wakes every sleeper at once
+OFF_FUTEX = 8
+FUTEX_WAIT_FLAG = 0x80000000  # in a wait number: this reader sleeps on the futex, no datagram
 USER_HDR_SIZE = 64
 MAX_SLOTS = 1024
 OFF_WAITS = USER_HDR_SIZE

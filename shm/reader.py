@@ -6,9 +6,10 @@ copying a part record it re-reads ``parts start``: if the number fell below it t
 slot may have been recycled, and the reader re-seeks to the oldest keyframe
 (``skipped`` counts this). Payloads are memoryviews straight into the data page.
 
-Waiting: ``fileno()`` is a unix datagram socket in the abstract namespace. Before
-blocking the reader bumps its wait number on the user page and re-checks for data;
-the writer sends a byte to readers whose number moved since it last looked.
+Waiting: ``wait_sync`` sleeps on the stream's futex word (one writer syscall wakes
+every sleeper). ``fileno()``/``wait`` use a unix datagram socket in the abstract
+namespace instead: before blocking the reader bumps its wait number on the user page
+and re-checks for data; the writer sends a byte to readers whose number moved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import select
 import socket
 import struct
 import time
@@ -28,6 +28,7 @@ from common.errors import UsageError
 
 from . import layout as L
 from .errors import ShmFormatError, StreamNotFound
+from .futex import Futex, fence
 from .meta import MetaPage, StreamMeta, read_state
 from .model import Packet
 from .segment import Segment
@@ -41,9 +42,13 @@ _QQ_UNPACK = struct.Struct("<QQ").unpack_from
 _OFF_PARTS_START = L.OFF_PARTS_START  # module constants: no attribute lookups when reading
 _OFF_PARTS_END = L.OFF_PARTS_END
 _MASK32 = L.MASK32
+_U32_UNPACK = L.U32.unpack_from
+_U32_PACK = L.U32.pack_into
+_OFF_FUTEX = L.OFF_FUTEX
 SPIN_S = 50e-6  # wait_sync polls this long before it blocks ...
 BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
 BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
+SPIN_BACKOFF = 8  # waits without the quick-wake spin after a spin that found nothing
 GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
 META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
 SEEK_SLACK_MS = 50  # VoD seek: another track's frame starting this much before a key is kept
@@ -112,6 +117,9 @@ class StreamReader:
             raise StreamNotFound(f"stream {stream!r} is not (yet) complete on the bus") from None
         self._meta_raw = self._meta.version * 2
         self._users = UserPage(self._user_seg)
+        self._user_view = self._user_seg.view
+        assert self._user_seg.map is not None
+        self._futex = Futex(self._user_seg.map, L.OFF_FUTEX)
         self._token = secrets.randbits(63) | 1
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(L.socket_address(self._token))
@@ -130,6 +138,7 @@ class StreamReader:
         self.skipped = 0
         self._reads_at_wake = 0  # self._reads when wait_sync last woke up
         self._quick_wake = False
+        self._backoff = 0  # waits left before a quick wake-up may start a spin again
         self._map_tracks()
         self.select(None)
 
@@ -492,36 +501,61 @@ class StreamReader:
         return any(rt.pos < _U64_UNPACK(rt.view, _OFF_PARTS_END)[0] for rt in watch)
 
     def prepare_wait(self) -> bool:
-        """Announce we are about to block; True if there is no need to (data is there)."""
+        """Announce we are about to block on :meth:`fileno`; True if there is no need to
+        (data is there)."""
         self._drain()
         self._wait_seq += 1
-        self._users.bump_wait(self._slot, self._wait_seq, self._token)
+        self._users.bump_wait(self._slot, self._wait_seq & ~L.FUTEX_WAIT_FLAG, self._token)
+        fence()  # our announcement before our look at the data (see writer.append)
         if self._metapage.status == L.META_STATUS_CLOSED:
             self.closed = True
         return self._ready()
 
+    def _sleep(self, timeout: float | None) -> bool:
+        """Block on the futex word until the writer publishes (or ``timeout``); False if
+        there was no need to (data is there)."""
+        uv = self._user_view
+        if _U32_UNPACK(uv, _OFF_FUTEX)[0]:
+            _U32_PACK(uv, _OFF_FUTEX, 0)  # "someone sleeps": the writer wakes us all
+        if not self._meta.live or self._blocked_page is not None:
+            # a VoD input watches the epoch word to load wanted pages without delay
+            self._wait_seq += 1
+            self._users.bump_wait(self._slot, self._wait_seq | L.FUTEX_WAIT_FLAG, self._token)
+        fence()  # our store before our look at the data (see writer.append)
+        if self._metapage.status == L.META_STATUS_CLOSED:
+            self.closed = True
+        if self._ready():
+            return False
+        # the kernel sleeps only while the word is still 0: a writer that published
+        # after our look has stored non-zero, and the call returns at once
+        self._futex.wait(0, timeout)
+        return True
+
     def wait_sync(self, timeout: float | None = None, spin_s: float = SPIN_S) -> None:
         """Block until the writer may have published something (or ``timeout``).
 
-        When the last wake-up came quickly or found a burst of packets (the stream runs
-        about as fast as we wake), it first polls for ``spin_s``: then the writer never
-        has to send a wake-up, which quadruples throughput on a busy stream. Otherwise
-        it blocks at once, so idle and paced streams cost nothing and many readers at
-        the live edge do not burn each other's CPU. Async callers use :meth:`wait`,
-        which never spins (it would stall the event loop).
+        When the stream runs about as fast as we wake (the last wake-up found a burst of
+        packets, or came within ``BUSY_GAP_S``), it first polls for ``spin_s``: then the
+        writer never has to wake us, which quadruples throughput on a busy stream. A
+        poll that found nothing turns the quick-wake hint off for the next
+        ``SPIN_BACKOFF`` waits: with many readers on few cores (where a paced stream's
+        wake-ups come late, hence "quickly" before the next packet) a vain spin only
+        delays the other readers. Idle and paced streams block at once and cost nothing.
+        Async callers use :meth:`wait`, which never spins (it would stall the event loop).
         """
-        if spin_s > 0 and (self._quick_wake or self._reads - self._reads_at_wake > BUSY_READS):
+        busy = self._reads - self._reads_at_wake  # read() calls since the last wake-up
+        if spin_s > 0 and (busy > BUSY_READS or (self._quick_wake and self._backoff <= 0)):
             until = time.perf_counter() + spin_s
             while time.perf_counter() < until:
                 if self._ready():
                     return  # still busy: _reads_at_wake stays, so we spin next time too
-        if self.prepare_wait():
-            return
+            self._backoff = SPIN_BACKOFF
+        self._backoff -= 1
         t0 = time.perf_counter()
-        select.select([self._sock], [], [], timeout)
+        if not self._sleep(timeout):
+            return
         self._quick_wake = time.perf_counter() - t0 < BUSY_GAP_S
         self._reads_at_wake = self._reads
-        self._drain()
 
     async def wait(self, timeout: float | None = None) -> None:
         """Asyncio flavour of :meth:`wait_sync`."""
@@ -550,6 +584,7 @@ class StreamReader:
         self._users.release(self._slot)
         self._slot = -1
         self._sock.close()
+        self._futex.close()
         for seg in (self._meta_seg, self._state_seg, self._user_seg):
             seg.close()
         for page in self._pages.values():

@@ -1,5 +1,9 @@
 """The viewer page (``/MstUser<s>``): one slot per reader, and the wake-up protocol.
 
+Blocking readers (``wait_sync``) sleep on one shared *futex word*: the writer wakes all
+of them with one syscall (see :mod:`shm.futex` and docs/architecture.md). Readers that
+need a file descriptor (asyncio ``wait``, ``fileno``) use per-reader sockets instead:
+
 Each slot records the reader's pid, the token naming its abstract-namespace unix
 datagram socket, a heartbeat and per-track "wants key N" entries (a VoD input loads
 pages from them). A separate compact array holds one u32 *wait sequence* per slot,
@@ -22,11 +26,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .futex import Futex
 from .layout import (
+    FUTEX_WAIT_FLAG,
     MAX_SLOTS,
     MAX_WANTS,
     NO_TRACK,
     OFF_EPOCH,
+    OFF_FUTEX,
     OFF_SLOT_FLAGS,
     OFF_WAITS,
     SLOT,
@@ -41,6 +48,8 @@ from .layout import (
 from .segment import Segment
 
 _U32_UNPACK = U32.unpack_from
+_U32_PACK = U32.pack_into
+_FLAG_BYTE = FUTEX_WAIT_FLAG >> 24  # the flag within a little-endian wait number's top byte
 
 
 def pid_alive(pid: int) -> bool:
@@ -153,6 +162,16 @@ class Waker:
         self.epoch = 0
         self.addrs: dict[int, bytes] = {}  # token -> socket address
         self.dead: list[int] = []
+        assert users.seg.map is not None
+        self.futex = Futex(users.seg.map, OFF_FUTEX)
+        self.futex_value = 1
+        _U32_PACK(self.view, OFF_FUTEX, 1)  # non-zero: nobody sleeps yet
+
+    def wake_futex(self) -> None:
+        """Wake every reader sleeping on the futex word (they stored 0 into it)."""
+        v = self.futex_value = (self.futex_value + 1) & 0x7FFFFFFF or 1
+        _U32_PACK(self.view, OFF_FUTEX, v)  # sleepers about to block see it changed
+        self.futex.wake()
 
     def wake(self) -> None:
         view = self.view
@@ -167,8 +186,8 @@ class Waker:
         seen = self.seen
         for i in range(min(hwm, MAX_SLOTS)):
             a = 4 * i
-            if now[a : a + 4] != seen[a : a + 4]:
-                self._poke(i)
+            if now[a : a + 4] != seen[a : a + 4] and not now[a + 3] & _FLAG_BYTE:
+                self._poke(i)  # (not a futex sleeper: they are all woken at once)
         self.seen = now
 
     def _poke(self, i: int) -> None:
@@ -188,10 +207,12 @@ class Waker:
             self.dead.append(i)  # socket gone: the reader died
 
     def wake_all(self) -> None:
-        """Poke every active slot (metadata change, close)."""
+        """Wake every reader, sleeping on the futex or on its socket (metadata change, close)."""
+        self.wake_futex()
         for s in self.users.slots():
             self._poke(s.index)
         self.seen = bytes(self.view[OFF_WAITS : OFF_WAITS + 4 * self.users.high_water])
 
     def close(self) -> None:
         self.sock.close()
+        self.futex.close()

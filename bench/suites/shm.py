@@ -1,7 +1,11 @@
 """Shared-memory bus: hand-off latency, throughput, idle CPU (DESIGN.md section 5).
 
 * ``handoff_*``: one writer, 20 reader processes at the live edge; each packet carries
-  the writer's CLOCK_MONOTONIC at publish time and every reader measures when it sees it.
+  the writer's CLOCK_MONOTONIC at publish time and every reader measures when ``read()``
+  returns it.
+* ``floor_*``: the same 20 processes woken the same way (one futex broadcast) doing
+  nothing but reading a counter: what 20 Python processes on this machine's cores can
+  reach at all. Bus and floor rounds alternate so both see the same load.
 * ``packets_per_s``: one writer, one reader process, 1400-byte packets, as fast as they go.
 * ``idle_cpu_percent``: CPU used by 20 readers blocked on an idle stream (sum, % of a core).
 """
@@ -18,17 +22,38 @@ from typing import Any
 import psutil
 
 from shm import StreamReader, StreamWriter
+from shm.futex import Futex
 from shm.model import TrackMeta
+from shm.segment import Segment
 
 STAMP = struct.Struct("<Q")
+FLOOR = struct.Struct("<I4xQ")  # futex word (a counter), publish time
 TARGETS = {"handoff_p99_ms": 1.0, "packets_per_s": 200_000, "idle_cpu_percent": 1.0}
 
 
-def _reader_handoff(stream: str, ready: Any, out: Any) -> None:
+def _reader_handoff(stream: str, floor: str, rounds: int, ready: Any, out: Any) -> None:
+    """Alternate ``rounds`` times between the floor (even rounds) and the bus (odd)."""
     r = StreamReader(stream)
     r.seek_live()
+    seg = Segment.open(floor)
+    assert seg.map is not None
+    fx = Futex(seg.map, 0)
     ready.put(os.getpid())
     lat: list[int] = []
+    flat: list[int] = []
+    for n in range(rounds):
+        if n % 2 == 0:
+            _floor_round(seg.view, fx, flat)
+        else:
+            _bus_round(r, lat)
+    fx.close()
+    seg.close()
+    r.close()
+    out.put((lat, flat))
+
+
+def _bus_round(r: StreamReader, lat: list[int]) -> None:
+    """The hand-off: from the writer's clock at publish to ``read()`` returning the packet."""
     while True:
         p = r.read()
         if p is None:
@@ -37,11 +62,25 @@ def _reader_handoff(stream: str, ready: Any, out: Any) -> None:
         now = time.monotonic_ns()
         stamp = STAMP.unpack_from(p.data, 0)[0]
         if stamp == 0:
-            break
+            return
         if stamp > 1:  # 1 marks the packet published before the readers joined
             lat.append(now - stamp)
-    r.close()
-    out.put(lat)
+
+
+def _floor_round(view: memoryview, fx: Futex, lat: list[int]) -> None:
+    """The floor: the same wake-up (a futex word woken with one syscall), and nothing
+    else: read a counter and a timestamp from shared memory."""
+    last = FLOOR.unpack_from(view, 0)[0]
+    while True:
+        seq, stamp = FLOOR.unpack_from(view, 0)
+        if seq == last:
+            fx.wait(seq, 1.0)
+            continue
+        now = time.monotonic_ns()
+        last = seq
+        if stamp == 0:
+            return
+        lat.append(now - stamp)
 
 
 def _reader_count(stream: str, n: int, ready: Any, out: Any) -> None:
@@ -85,33 +124,58 @@ def _start(ctx: Any, target: Any, args: tuple[Any, ...], count: int, ready: Any)
 
 
 def handoff(quick: bool, readers: int = 20) -> dict[str, float]:
+    """Bus hand-off and floor, in alternating rounds so both see the same machine load."""
     ctx = mp.get_context("spawn")
     stream = f"benchhandoff{os.getpid()}"
+    floor = Segment.create(f"/MstBenchFloor{os.getpid()}", 4096)
+    assert floor.map is not None
+    fx = Futex(floor.map, 0)
     ready, out = ctx.Queue(), ctx.Queue()
-    with StreamWriter(stream) as w:
-        tid = w.add_track(TrackMeta(0, "video", "H264"))
-        w.append(tid, 0, 0, True, STAMP.pack(1) + bytes(100))
-        procs = _start(ctx, _reader_handoff, (stream, ready, out), readers, ready)
-        time.sleep(0.5)  # let every reader block
-        count = 300 if quick else 2000
-        for i in range(1, count + 1):
-            time.sleep(0.002)  # paced: measure a packet arriving on an idle bus
-            w.append(tid, i * 33, 0, i % 30 == 0, STAMP.pack(time.monotonic_ns()) + bytes(1000))
-        w.append(tid, (count + 1) * 33, 0, False, STAMP.pack(0))
-        lat: list[int] = []
-        for _ in procs:
-            lat.extend(out.get(timeout=60))
-        for p in procs:
-            p.join(10)
-    lat.sort()
-    ms = [x / 1e6 for x in lat]
-    return {
-        "handoff_p50_ms": round(statistics.median(ms), 4),
-        "handoff_p99_ms": round(ms[int(len(ms) * 0.99) - 1], 4),
-        "handoff_max_ms": round(ms[-1], 4),
-        "handoff_samples": len(ms),
-        "handoff_readers": readers,
-    }
+    rounds = 2 if quick else 8
+    per_round = 300 if quick else 500
+    try:
+        with StreamWriter(stream) as w:
+            tid = w.add_track(TrackMeta(0, "video", "H264"))
+            w.append(tid, 0, 0, True, STAMP.pack(1) + bytes(100))
+            procs = _start(ctx, _reader_handoff, (stream, floor.name, rounds, ready, out),
+                           readers, ready)  # fmt: skip
+            dts = 0
+            seq = 0
+            for n in range(rounds):
+                time.sleep(0.3)  # let every reader block
+                for i in range(per_round + 1):
+                    time.sleep(0.002)  # paced: measure a packet arriving on an idle bus
+                    stamp = time.monotonic_ns() if i < per_round else 0
+                    if n % 2 == 0:
+                        seq += 1
+                        FLOOR.pack_into(floor.view, 0, seq, stamp)
+                        fx.wake()
+                    else:
+                        dts += 33
+                        w.append(tid, dts, 0, i % 30 == 0, STAMP.pack(stamp) + bytes(1000))
+            lat: list[int] = []
+            flat: list[int] = []
+            for _ in procs:
+                a, b = out.get(timeout=60)
+                lat.extend(a)
+                flat.extend(b)
+            for p in procs:
+                p.join(10)
+    finally:
+        fx.close()
+        floor.unlink()
+        floor.close()
+    res: dict[str, float] = {}
+    for name, xs in (("handoff", lat), ("floor", flat)):
+        xs.sort()
+        ms = [x / 1e6 for x in xs]
+        res[f"{name}_p50_ms"] = round(statistics.median(ms), 4)
+        res[f"{name}_p99_ms"] = round(ms[int(len(ms) * 0.99) - 1], 4)
+        res[f"{name}_max_ms"] = round(ms[-1], 4)
+        res[f"{name}_samples"] = len(ms)
+    res["handoff_p99_over_floor"] = round(res["handoff_p99_ms"] / res["floor_p99_ms"], 2)
+    res["handoff_readers"] = readers
+    return res
 
 
 def throughput(quick: bool) -> dict[str, float]:
