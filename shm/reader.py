@@ -45,6 +45,8 @@ _MASK32 = L.MASK32
 _U32_UNPACK = L.U32.unpack_from
 _U32_PACK = L.U32.pack_into
 _OFF_FUTEX = L.OFF_FUTEX
+_VS_UNPACK = struct.Struct("<QI").unpack_from  # meta page: version, status
+_CLOSED = L.META_STATUS_CLOSED
 SPIN_S = 50e-6  # wait_sync polls this long before it blocks ...
 BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
 BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
@@ -106,6 +108,7 @@ class StreamReader:
         except posix_ipc.ExistentialError:
             raise StreamNotFound(f"stream {stream!r} is not on the bus") from None
         self._metapage = MetaPage(self._meta_seg)
+        self._meta_view = self._meta_seg.view
         try:
             if self._metapage.status == L.META_STATUS_CLOSED:
                 raise StreamNotFound(f"stream {stream!r} has ended")
@@ -162,8 +165,8 @@ class StreamReader:
 
     def refresh(self) -> bool:
         """Reload the metadata if the writer changed it; True if it did."""
-        raw = self._metapage.version
-        if self._metapage.status == L.META_STATUS_CLOSED:
+        raw, status = _VS_UNPACK(self._meta_view, 0)
+        if status == _CLOSED:
             self.closed = True
         if raw == self._meta_raw or raw & 1:
             return False
@@ -492,13 +495,21 @@ class StreamReader:
             pass
 
     def _ready(self) -> bool:
-        if self.closed or self._metapage.version != self._meta_raw:
+        """True if what we would wait for is there (or the stream changed or ended)."""
+        raw, status = _VS_UNPACK(self._meta_view, 0)
+        if status == _CLOSED:
+            self.closed = True
+            return True
+        if raw != self._meta_raw:
             return True
         if self._blocked_page is not None:
             rt, page_no = self._blocked_page
             return rt.page.page(page_no).state == L.PAGE_LOADED
         watch = self._waiting_on if self._waiting_on is not None else self._sel
-        return any(rt.pos < _U64_UNPACK(rt.view, _OFF_PARTS_END)[0] for rt in watch)
+        for rt in watch:  # noqa: SIM110 (a loop, not any(): this runs on every wake-up)
+            if rt.pos < _U64_UNPACK(rt.view, _OFF_PARTS_END)[0]:
+                return True
+        return False
 
     def prepare_wait(self) -> bool:
         """Announce we are about to block on :meth:`fileno`; True if there is no need to
@@ -507,8 +518,6 @@ class StreamReader:
         self._wait_seq += 1
         self._users.bump_wait(self._slot, self._wait_seq & ~L.FUTEX_WAIT_FLAG, self._token)
         fence()  # our announcement before our look at the data (see writer.append)
-        if self._metapage.status == L.META_STATUS_CLOSED:
-            self.closed = True
         return self._ready()
 
     def _sleep(self, timeout: float | None) -> bool:
@@ -522,9 +531,7 @@ class StreamReader:
             self._wait_seq += 1
             self._users.bump_wait(self._slot, self._wait_seq | L.FUTEX_WAIT_FLAG, self._token)
         fence()  # our store before our look at the data (see writer.append)
-        if self._metapage.status == L.META_STATUS_CLOSED:
-            self.closed = True
-        if self._ready():
+        if self._ready() or (timeout is not None and timeout <= 0):
             return False
         # the kernel sleeps only while the word is still 0: a writer that published
         # after our look has stored non-zero, and the call returns at once
