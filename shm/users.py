@@ -25,8 +25,8 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .futex import Futex
 from .layout import (
     FUTEX_WAIT_FLAG,
     MAX_SLOTS,
@@ -46,6 +46,9 @@ from .layout import (
     socket_address,
 )
 from .segment import Segment
+
+if TYPE_CHECKING:
+    from .futex import Futex
 
 _U32_UNPACK = U32.unpack_from
 _U32_PACK = U32.pack_into
@@ -162,8 +165,7 @@ class Waker:
         self.epoch = 0
         self.addrs: dict[int, bytes] = {}  # token -> socket address
         self.dead: list[int] = []
-        assert users.seg.map is not None
-        self.futex = Futex(users.seg.map, OFF_FUTEX)
+        self.futex: Futex | None = None  # made on first use: ctypes costs ~300 KB
         self.futex_value = 1
         _U32_PACK(self.view, OFF_FUTEX, 1)  # non-zero: nobody sleeps yet
 
@@ -171,6 +173,11 @@ class Waker:
         """Wake every reader sleeping on the futex word (they stored 0 into it)."""
         v = self.futex_value = (self.futex_value + 1) & 0x7FFFFFFF or 1
         _U32_PACK(self.view, OFF_FUTEX, v)  # sleepers about to block see it changed
+        if self.futex is None:
+            from .futex import Futex
+
+            assert self.users.seg.map is not None
+            self.futex = Futex(self.users.seg.map, OFF_FUTEX)
         self.futex.wake()
 
     def wake(self) -> None:
@@ -215,4 +222,5 @@ class Waker:
 
     def close(self) -> None:
         self.sock.close()
-        self.futex.close()
+        if self.futex is not None:
+            self.futex.close()
