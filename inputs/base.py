@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from common import triggers
+from common import control, triggers
 from common.errors import MediaError
 from common.runtime import Runtime
 from inputs.index import MediaIndex, TrackIndex, header_candidates, load_header, save_header
@@ -361,8 +361,10 @@ class VodInput:
             ):
                 why = f"no viewers for {self.opts.inputtimeout:.0f}s"
                 kind = self.rt.program.removeprefix("MistIn")
-                if triggers.unload_allowed(self.stream, kind, why):
-                    self.log.info("%s; stopping", why)
+                if not control.under_controller() or triggers.unload_allowed(
+                    self.stream, kind, why
+                ):
+                    self.log.info("no viewers for %.0f s; stopping", self.opts.inputtimeout)
                     return EXIT_OK
                 writer.last_viewer_time = time.monotonic()  # STREAM_UNLOAD: stay loaded
         self.log.info("stopping (%s)", self.rt.exit_reason or "stop requested")
