@@ -30,6 +30,7 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+_ZERO = ctypes.c_uint32(0)  # the value bus readers sleep on
 _fence_lock = threading.Lock()
 
 
@@ -44,7 +45,7 @@ def fence() -> None:
 class Futex:
     """The u32 at ``offset`` of ``buf`` (a writable mmap) as a futex word."""
 
-    __slots__ = ("_anchor", "_ts", "addr")
+    __slots__ = ("_anchor", "_timeout", "_ts", "_ts_ref", "addr")
 
     def __init__(self, buf: mmap.mmap, offset: int) -> None:
         if offset % 4:
@@ -53,17 +54,22 @@ class Futex:
         self._anchor: ctypes.c_uint32 | None = ctypes.c_uint32.from_buffer(buf, offset)
         self.addr = ctypes.c_void_p(ctypes.addressof(self._anchor))
         self._ts = _Timespec()
+        self._ts_ref = ctypes.byref(self._ts)
+        self._timeout = -1.0  # the timeout self._ts holds (callers repeat theirs)
 
     def wait(self, expected: int, timeout: float | None) -> bool:
         """Sleep while the word holds ``expected`` (checked atomically by the kernel)
         for at most ``timeout`` seconds; False if the word had already changed."""
         ts = None
         if timeout is not None:
-            timeout = max(timeout, 0.0)
-            self._ts.tv_sec = int(timeout)
-            self._ts.tv_nsec = int((timeout - int(timeout)) * 1e9)
-            ts = ctypes.byref(self._ts)
-        r = _syscall(_NR, self.addr, _FUTEX_WAIT, ctypes.c_uint32(expected), ts, None, 0)
+            if timeout != self._timeout:
+                self._timeout = timeout
+                t = max(timeout, 0.0)
+                self._ts.tv_sec = int(t)
+                self._ts.tv_nsec = int((t - int(t)) * 1e9)
+            ts = self._ts_ref
+        value = _ZERO if expected == 0 else ctypes.c_uint32(expected)
+        r = _syscall(_NR, self.addr, _FUTEX_WAIT, value, ts, None, 0)
         # EAGAIN: the value moved before we slept; woken, timed out or interrupted: the
         # caller re-checks either way
         return not (r < 0 and ctypes.get_errno() == errno.EAGAIN)
