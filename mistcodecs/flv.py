@@ -674,10 +674,16 @@ class FlvMuxer:
 
     def body(self, p: Packet) -> tuple[int, bytes] | None:
         """(tag type, body) for one packet, or ``None`` if its track is not muxed."""
+        made = self.body_parts(p)
+        return None if made is None else (made[0], b"".join((made[1], made[2])))
+
+    def body_parts(self, p: Packet) -> tuple[int, bytes, bytes | memoryview] | None:
+        """(tag type, head, data): the body as its few header bytes and the payload,
+        for writers that frame it further without joining it first (live RTMP)."""
         if p.track == self._vid:
-            return TAG_VIDEO, b"".join((self._video_head(p), p.data))
+            return TAG_VIDEO, self._video_head(p), p.data
         if p.track == self._aid:
-            return TAG_AUDIO, b"".join((self._a_prefix, self._audio_data(p)))
+            return TAG_AUDIO, self._a_prefix, self._audio_data(p)
         return None
 
     # -- file form --

@@ -149,6 +149,7 @@ def _step(
         "kept": kept,
         "max_lag_s": round(max(r["lag"] for r in results), 3),
         "server_cpu_percent": round(cpu, 1),
+        "server_cpu_percent_per_publisher": round(cpu / count, 2),
         "late_viewers": sum(1 for r in results if r["late"]),
         "not_published": sum(1 for r in results if not r["published"]),
         "min_received_ratio": ratios[0] if ratios else None,

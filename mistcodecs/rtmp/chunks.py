@@ -57,6 +57,7 @@ MAX_CHUNK_SIZE = 0x7FFFFFFF
 _EXT = 0xFFFFFF
 _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
+_HEAD0 = struct.Struct(">BHBHBB")  # format 0, chunk stream < 64: timestamp, length, type
 
 
 class ChunkError(FormatError):
@@ -349,10 +350,32 @@ def standalone_chunks(
     timestamp: int,
     payload: bytes | memoryview,
     chunk_size: int,
+    prefix: bytes = b"",
 ) -> bytes:
-    """A message chunked with a full (format 0) header, independent of any earlier
-    state: a live server builds it once and sends the same bytes to every viewer that
-    uses this chunk size and message stream id (then calls ``ChunkWriter.forget``)."""
-    w = ChunkWriter()
-    w.chunk_size = chunk_size
-    return w.write(csid, mtype, stream_id, timestamp, payload)
+    """A message (``prefix + payload``) chunked with a full (format 0) header,
+    independent of any earlier state: a live server builds it once and sends the same
+    bytes to every viewer that uses this chunk size and message stream id (then calls
+    ``ChunkWriter.forget``). Hot path of live RTMP output: no writer object, no copy
+    of the body before the final join."""
+    if csid >= 64 or len(prefix) >= chunk_size:  # rare layouts: the general writer
+        w = ChunkWriter()
+        w.chunk_size = chunk_size
+        return w.write(csid, mtype, stream_id, timestamp, prefix + bytes(payload))
+    timestamp &= 0xFFFFFFFF
+    length = len(prefix) + len(payload)
+    if timestamp >= _EXT:
+        ext, ts24 = _U32.pack(timestamp), _EXT
+    else:
+        ext, ts24 = b"", timestamp
+    head = _HEAD0.pack(csid, ts24 >> 8, ts24 & 0xFF, length >> 8, length & 0xFF, mtype)
+    head += _U32LE.pack(stream_id) + ext
+    if length <= chunk_size:
+        return b"".join((head, prefix, payload))
+    cont = bytes((0xC0 | csid,)) + ext
+    view = memoryview(payload)
+    first = chunk_size - len(prefix)
+    parts: list[bytes | memoryview] = [head, prefix, view[:first]]
+    for off in range(first, len(view), chunk_size):
+        parts.append(cont)
+        parts.append(view[off : off + chunk_size])
+    return b"".join(parts)

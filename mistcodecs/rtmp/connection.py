@@ -54,12 +54,19 @@ def _as_int(value: Any, default: int) -> int:
 
 
 def prepare_media(
-    kind: str, stream_id: int, timestamp: int, body: bytes | memoryview, chunk_size: int
+    kind: str,
+    stream_id: int,
+    timestamp: int,
+    body: bytes | memoryview,
+    chunk_size: int,
+    prefix: bytes = b"",
 ) -> bytes:
-    """Chunk an audio/video/data message once for every viewer with this chunk size
-    and stream id; send it with :meth:`RtmpConnection.send_prepared`."""
+    """Chunk an audio/video/data message (``prefix + body``) once for every viewer with
+    this chunk size and stream id; send it with :meth:`RtmpConnection.send_prepared`."""
     csid = CS_VIDEO if kind == "video" else CS_AUDIO if kind == "audio" else CS_DATA
-    return ck.standalone_chunks(csid, TYPE_OF_KIND[kind], stream_id, timestamp, body, chunk_size)
+    return ck.standalone_chunks(
+        csid, TYPE_OF_KIND[kind], stream_id, timestamp, body, chunk_size, prefix
+    )
 
 
 class RtmpConnection:

@@ -38,12 +38,12 @@ class RtmpLiveMuxer:
         return b"".join(parts)
 
     def packet(self, p: Packet) -> bytes:
-        made = self.flv.body(p)
+        made = self.flv.body_parts(p)
         if made is None:
             return b""
-        tag_type, body = made
+        tag_type, head, data = made
         kind = "video" if tag_type == TAG_VIDEO else "audio" if tag_type == TAG_AUDIO else "data"
-        return prepare_media(kind, self.stream_id, max(p.dts, 0), body, self.chunk_size)
+        return prepare_media(kind, self.stream_id, max(p.dts, 0), data, self.chunk_size, head)
 
     def end(self) -> bytes:
         return b""
