@@ -33,6 +33,7 @@ from common import sessions, triggers
 from common.control import NO_CONTROLLER, ensure_input_async, request, under_controller
 from inputs.ingest_client import IngestClient, IngestRefused
 from inputs.live_ingest import Hello
+from inputs.zygote import Zygote
 from mistcodecs.errors import FormatError
 from mistcodecs.flv import FlvMuxer, FlvTagDecoder
 from mistcodecs.rtmp import (
@@ -75,12 +76,18 @@ class Server:
         self.hub = FanoutHub(shm.StreamReader)
         self.sessions: set[RtmpSession] = set()
         self.children: list[subprocess.Popen[bytes]] = []
-        self.spawned: dict[str, subprocess.Popen[bytes]] = {}  # by stream
+        self.zygote = Zygote()
+        self.spawned: dict[str, subprocess.Popen[bytes] | int] = {}  # by stream (int: pid)
         self.stats = {"publish_refused": 0, "errors": 0}
 
     def reap(self) -> None:
         self.children = [c for c in self.children if c.poll() is None]
-        self.spawned = {s: c for s, c in self.spawned.items() if c.poll() is None}
+        self.zygote.reap()
+        self.spawned = {
+            s: c
+            for s, c in self.spawned.items()
+            if (c.poll() is None if isinstance(c, subprocess.Popen) else self.zygote.running(c))
+        }
 
     async def ensure_buffer(self, stream: str) -> str:
         """Make sure the stream has an input; "" or the reason it cannot."""
@@ -89,14 +96,28 @@ class Server:
             return ""
         if result.get("error") != NO_CONTROLLER:
             return str(result.get("error") or "stream is not configured")
-        self.reap()  # standalone: we start the live buffer ourselves (once at a time)
+        # standalone: we start the live buffer ourselves, once at a time, forked from
+        # the zygote (a warm interpreter; see inputs.zygote) or else as a new program
+        self.reap()
         running = self.spawned.get(stream)
-        if running is not None and running.poll() is None:
+        if running is not None and (
+            running.poll() is None
+            if isinstance(running, subprocess.Popen)
+            else self.zygote.running(running)
+        ):
             return ""
-        cmd = [sys.executable, "-m", "inputs.buffer", "-s", stream, *self.buffer_args, "push://"]
-        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.children.append(child)
-        self.spawned[stream] = child
+        argv = ["-s", stream, *self.buffer_args, "push://"]
+        try:
+            self.spawned[stream] = await self.zygote.spawn(argv)
+        except OSError as exc:
+            log.warning("starting the live buffer of %s without the zygote: %s", stream, exc)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "inputs.buffer", *argv],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self.children.append(child)
+            self.spawned[stream] = child
         return ""
 
     async def stream_key(self, key: str) -> str:
@@ -113,6 +134,7 @@ class Server:
             s.close()
         await self.hub.close()
         # Buffers we spawned ourselves (standalone) end with us: nobody else reaps them.
+        await self.zygote.close()
         for c in self.children:
             if c.poll() is None:
                 c.terminate()
