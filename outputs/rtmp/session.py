@@ -294,7 +294,9 @@ class RtmpSession(asyncio.Protocol):
         if self._closed:
             return
         idle = time.monotonic() - self._last_rx
-        if not self.playing and idle > self.server.timeout:
+        # a publisher waiting for our answer (its buffer starting) is not idle
+        waiting = self._pending is not None
+        if not self.playing and not waiting and idle > self.server.timeout:
             what = f"publisher of {self.stream}" if self.ingest else "connection"
             log.warning("%s from %s sent nothing for %.0fs; closing", what, self.peer, idle)
             self.close()
@@ -368,6 +370,7 @@ class RtmpSession(asyncio.Protocol):
         ing.on_resume = self._resume_publisher
         ing.on_lost = self._ingest_lost
         self.decoder = FlvTagDecoder()
+        self._last_rx = time.monotonic()  # the idle clock starts with our answer
         log.info("publish of %s from %s accepted", name, self.peer)
         conn.accept_publish(ev)
         self._flush()
