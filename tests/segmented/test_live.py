@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mistcodecs.dash import parse_mpd
+from mistcodecs.dash import expand_timeline, parse_mpd
 from mistcodecs.hls import (
     MediaPlaylist,
     check_media_playlist,
@@ -72,6 +72,14 @@ def test_ffmpeg_plays_live_dash(server: Server, live: SteadyPublisher) -> None:
     mpd = parse_mpd(body)
     assert mpd.dynamic and mpd.availability_start_time is not None
     assert mpd.minimum_update_period and mpd.time_shift_buffer_depth
+    # LL-DASH: the last listed segment is the one in progress, early by all but a part
+    assert b'availabilityTimeComplete="false"' in body and mpd.utc_timing
+    assert mpd.latency is not None and mpd.latency.target < 3000
+    rep = mpd.adaptation_sets[0].representations[0]
+    (*done, (open_t, open_d)) = expand_timeline(rep.timeline)
+    assert open_t == sum(done[-1]) and mpd.availability_time_offset == pytest.approx(
+        open_d / 1000 - 0.334
+    )
     got = decode_ffprobe(server.base + f"/cmaf/{live.stream}/index.mpd", seconds=LIVE_DECODE_S)
     assert_continuous(got, LIVE_DECODE_S)
 
