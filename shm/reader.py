@@ -175,6 +175,7 @@ class StreamReader:
         except ShmFormatError:
             return False
         self._meta_raw = raw
+        self._drain()  # the writer pokes every socket on a change; a futex sleeper's piles up
         self._map_tracks()
         if self._follow_all:
             known = {rt.tid for rt in self._sel}

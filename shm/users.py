@@ -216,9 +216,12 @@ class Waker:
     def wake_all(self) -> None:
         """Wake every reader, sleeping on the futex or on its socket (metadata change, close)."""
         self.wake_futex()
+        now = bytes(self.view[OFF_WAITS : OFF_WAITS + 4 * self.users.high_water])
         for s in self.users.slots():
-            self._poke(s.index)
-        self.seen = bytes(self.view[OFF_WAITS : OFF_WAITS + 4 * self.users.high_water])
+            a = 4 * s.index + 3
+            if a >= len(now) or not now[a] & _FLAG_BYTE:  # a futex sleeper has no use for it
+                self._poke(s.index)
+        self.seen = now
 
     def close(self) -> None:
         self.sock.close()
