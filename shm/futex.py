@@ -30,7 +30,6 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-_ZERO = ctypes.c_uint32(0)  # the value bus readers sleep on
 _fence_lock = threading.Lock()
 
 
@@ -68,8 +67,7 @@ class Futex:
                 self._ts.tv_sec = int(t)
                 self._ts.tv_nsec = int((t - int(t)) * 1e9)
             ts = self._ts_ref
-        value = _ZERO if expected == 0 else ctypes.c_uint32(expected)
-        r = _syscall(_NR, self.addr, _FUTEX_WAIT, value, ts, None, 0)
+        r = _syscall(_NR, self.addr, _FUTEX_WAIT, ctypes.c_uint32(expected), ts, None, 0)
         # EAGAIN: the value moved before we slept; woken, timed out or interrupted: the
         # caller re-checks either way
         return not (r < 0 and ctypes.get_errno() == errno.EAGAIN)

@@ -191,9 +191,11 @@ def ring_offsets(parts_cap: int, keys_cap: int, frags_cap: int) -> tuple[int, in
 # slot's reader), then the slots.
 USER_HDR = struct.Struct("<I")
 OFF_EPOCH = 4  # u32 any reader stores a new value into after bumping its wait number
-# u32 futex word: a reader about to block stores 0 ("someone sleeps here"); the writer,
-# finding 0 after publishing, stores a non-zero value and wakes every sleeper at once
+# u32 futex word: a wake-up generation only the writer changes; readers sleep on the value
+# they saw. u32 sleepers flag: a reader about to block stores 1; the writer, finding 1
+# after publishing, stores 0, bumps the generation and wakes every sleeper at once.
 OFF_FUTEX = 8
+OFF_SLEEPERS = 12
 FUTEX_WAIT_FLAG = 0x80000000  # in a wait number: this reader sleeps on the futex, no datagram
 USER_HDR_SIZE = 64
 MAX_SLOTS = 1024

@@ -45,6 +45,7 @@ _MASK32 = L.MASK32
 _U32_UNPACK = L.U32.unpack_from
 _U32_PACK = L.U32.pack_into
 _OFF_FUTEX = L.OFF_FUTEX
+_OFF_SLEEPERS = L.OFF_SLEEPERS
 _VS_UNPACK = struct.Struct("<QI").unpack_from  # meta page: version, status
 _CLOSED = L.META_STATUS_CLOSED
 SPIN_S = 50e-6  # wait_sync polls this long before it blocks ...
@@ -525,8 +526,12 @@ class StreamReader:
         """Block on the futex word until the writer publishes (or ``timeout``); False if
         there was no need to (data is there)."""
         uv = self._user_view
-        if _U32_UNPACK(uv, _OFF_FUTEX)[0]:
-            _U32_PACK(uv, _OFF_FUTEX, 0)  # "someone sleeps": the writer wakes us all
+        # The generation first: if the writer wakes anyone after this load, the kernel
+        # sees the word moved and does not let us sleep. (A fixed "I sleep" value would
+        # not do: others could store it again after a wake-up we missed.)
+        gen = _U32_UNPACK(uv, _OFF_FUTEX)[0]
+        if not _U32_UNPACK(uv, _OFF_SLEEPERS)[0]:
+            _U32_PACK(uv, _OFF_SLEEPERS, 1)  # "someone sleeps": the writer wakes us all
         if not self._meta.live or self._blocked_page is not None:
             # a VoD input watches the epoch word to load wanted pages without delay
             self._wait_seq += 1
@@ -534,9 +539,9 @@ class StreamReader:
         fence()  # our store before our look at the data (see writer.append)
         if self._ready() or (timeout is not None and timeout <= 0):
             return False
-        # the kernel sleeps only while the word is still 0: a writer that published
-        # after our look has stored non-zero, and the call returns at once
-        self._futex.wait(0, timeout)
+        # the kernel sleeps only while the generation is still ``gen``: a writer that
+        # published and woke sleepers after our load has moved it, and we return at once
+        self._futex.wait(gen, timeout)
         return True
 
     def wait_sync(self, timeout: float | None = None, spin_s: float = SPIN_S) -> None:

@@ -34,6 +34,7 @@ from .layout import (
     NO_TRACK,
     OFF_EPOCH,
     OFF_FUTEX,
+    OFF_SLEEPERS,
     OFF_SLOT_FLAGS,
     OFF_WAITS,
     SLOT,
@@ -166,13 +167,15 @@ class Waker:
         self.addrs: dict[int, bytes] = {}  # token -> socket address
         self.dead: list[int] = []
         self.futex: Futex | None = None  # made on first use: ctypes costs ~300 KB
-        self.futex_value = 1
-        _U32_PACK(self.view, OFF_FUTEX, 1)  # non-zero: nobody sleeps yet
+        self.generation = 0
+        _U32_PACK(self.view, OFF_SLEEPERS, 0)
+        _U32_PACK(self.view, OFF_FUTEX, 0)
 
     def wake_futex(self) -> None:
-        """Wake every reader sleeping on the futex word (they stored 0 into it)."""
-        v = self.futex_value = (self.futex_value + 1) & 0x7FFFFFFF or 1
-        _U32_PACK(self.view, OFF_FUTEX, v)  # sleepers about to block see it changed
+        """Wake every reader sleeping on the futex word (one of them raised the flag)."""
+        _U32_PACK(self.view, OFF_SLEEPERS, 0)  # before the generation (see reader._sleep)
+        self.generation = (self.generation + 1) & 0xFFFFFFFF
+        _U32_PACK(self.view, OFF_FUTEX, self.generation)  # a sleeper-to-be sees it moved
         if self.futex is None:
             from .futex import Futex
 

@@ -44,7 +44,7 @@ _PART_PACK = L.PART.pack_into
 _U32_UNPACK = L.U32.unpack_from
 _OFF_PARTS_END = L.OFF_PARTS_END  # module constants: no attribute lookups in append
 _OFF_EPOCH = L.OFF_EPOCH
-_OFF_FUTEX = L.OFF_FUTEX
+_OFF_SLEEPERS = L.OFF_SLEEPERS
 BACK_AHEAD = 1 << 20  # live data pages get memory this much at a time (see _back)
 _U64_PACK = L.U64.pack_into
 
@@ -395,13 +395,13 @@ class StreamWriter:
         t.key_size += n
         t.frag_size += n
         t.window_bytes += n
-        # A reader about to sleep stores 0 into the futex word, fences, then checks for
-        # data (reader._sleep); we stored data, now we check the word. No fence here: it
+        # A reader about to sleep raises the sleepers flag, fences, then checks for data
+        # (reader._sleep); we stored data, now we check the flag. No fence here: it
         # would cost a tenth of an append, and our store is visible within nanoseconds
         # while the reader spends microseconds between its store and its look. Were a
         # wake-up missed all the same, the next packet's check wakes the reader.
         uv = self._user_view
-        if not _U32_UNPACK(uv, _OFF_FUTEX)[0]:
+        if _U32_UNPACK(uv, _OFF_SLEEPERS)[0]:
             self._wake_futex()  # blocked readers: one syscall wakes them all
         if _U32_UNPACK(uv, _OFF_EPOCH)[0] != self._waker.epoch:
             self._wake()  # a socket (asyncio) reader started waiting since the last look

@@ -13,7 +13,7 @@ import time
 
 from shm import StreamReader, StreamWriter
 from shm.futex import Futex
-from shm.layout import OFF_FUTEX, U32
+from shm.layout import OFF_FUTEX, OFF_SLEEPERS, U32
 from shm.model import Packet, TrackMeta
 
 SLEEP_S = 60.0  # how long a sleeper would sleep without a wake-up
@@ -65,9 +65,9 @@ async def test_one_append_wakes_futex_and_socket_sleepers(stream: str) -> None:
         ]
         for t in threads:
             t.start()
-        # the three threads are asleep on the futex once the word says so
+        # the threads are going to sleep on the futex once the flag says so
         deadline = time.monotonic() + DEADLINE_S
-        while U32.unpack_from(w.users.view, OFF_FUTEX)[0] != 0 and time.monotonic() < deadline:
+        while U32.unpack_from(w.users.view, OFF_SLEEPERS)[0] != 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         loop = asyncio.get_running_loop()
         loop.call_later(0.05, w.append, v, 33, 0, False, b"second")
@@ -90,7 +90,7 @@ def test_close_wakes_futex_sleepers(stream: str) -> None:
     t = threading.Thread(target=r.wait_sync, args=(SLEEP_S,))
     t.start()
     deadline = time.monotonic() + DEADLINE_S
-    while U32.unpack_from(w.users.view, OFF_FUTEX)[0] != 0 and time.monotonic() < deadline:
+    while U32.unpack_from(w.users.view, OFF_SLEEPERS)[0] != 1 and time.monotonic() < deadline:
         time.sleep(0.005)
     w.close()
     t.join(DEADLINE_S)
