@@ -10,8 +10,8 @@
   Servers pass NAL units through untouched, so the stamp arrives in every output format
   (RTMP, FLV, MPEG-TS, fMP4) and ``StampScanner`` finds it in a raw byte stream: packet
   in to packet out, measured on one clock;
-* ``publisher_process`` -- the publisher in its own process (its pacing never competes
-  with the viewers' event loop).
+* ``PublisherProcess`` -- the publisher in its own process (its pacing never competes
+  with the viewers' event loop), with its progress.
 """
 
 from __future__ import annotations
@@ -230,7 +230,14 @@ async def rtmp_publisher(
 
 
 def _publish_main(
-    port: int, app: str, name: str, source: str, seconds: float, stamp: bool, ready: Any
+    port: int,
+    app: str,
+    name: str,
+    source: str,
+    seconds: float,
+    stamp: bool,
+    ready: Any,
+    sent: Any,
 ) -> None:
     from bench.loadclient import run
 
@@ -246,35 +253,48 @@ def _publish_main(
         while not stats.started and not task.done():
             await asyncio.sleep(0.01)
         ready.put(stats.error or "started")
-        await task
+        while not task.done():  # progress for the parent: bytes sent so far
+            sent.value = stats.sent_bytes
+            await asyncio.sleep(0.05)
 
     run(main())
 
 
-def publisher_process(
-    port: int, app: str, name: str, source: Path, seconds: float, stamp: bool = False
-) -> mp.process.BaseProcess:
-    """A publisher in its own process, returned once it publishes (``LoadError`` if not)."""
-    ctx = mp.get_context("spawn")
-    ready = ctx.Queue()
-    proc = ctx.Process(
-        target=_publish_main,
-        args=(port, app, name, str(source), seconds, stamp, ready),
-        daemon=True,
-    )
-    proc.start()
-    said = "no answer within 60 s"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            said = ready.get(timeout=0.2)
-            break
-        except queue.Empty:
-            if not proc.is_alive():
-                said = f"exited with {proc.exitcode}"
+class PublisherProcess:
+    """A publisher in its own process (its pacing never competes with the viewers' event
+    loop); ``sent_bytes`` follows its progress, so a run can tell when the source itself
+    fell behind real time (a starved machine) rather than the server."""
+
+    def __init__(
+        self, port: int, app: str, name: str, source: Path, seconds: float, stamp: bool = False
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        ready = ctx.Queue()
+        self.sent = ctx.Value("q", 0)
+        self.proc = ctx.Process(
+            target=_publish_main,
+            args=(port, app, name, str(source), seconds, stamp, ready, self.sent),
+            daemon=True,
+        )
+        self.proc.start()
+        said = "no answer within 60 s"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                said = ready.get(timeout=0.2)
                 break
-    if said != "started":
-        proc.terminate()
-        proc.join(10)
-        raise LoadError(f"publisher of {name}: {said}")
-    return proc
+            except queue.Empty:
+                if not self.proc.is_alive():
+                    said = f"exited with {self.proc.exitcode}"
+                    break
+        if said != "started":
+            self.stop()
+            raise LoadError(f"publisher of {name}: {said}")
+
+    @property
+    def sent_bytes(self) -> int:
+        return int(self.sent.value)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(10)

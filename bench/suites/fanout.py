@@ -10,7 +10,9 @@ Each step opens N viewers (``bench.loadclient``: set-up parsed, then bytes only 
 After a warm-up every viewer's byte count is taken at the same two instants; a viewer is
 *kept at real time* when it received at least ``KEEP_RATIO`` of the source's byte rate
 in between. Steps go up until one viewer is not kept; ``max_kept`` is the last step
-where all were. Each step reports, over that window, the server's CPU (every process of it, the live
+where all were. ``source_ratio`` is what the publisher itself sent in the window against
+real time: below ``KEEP_RATIO`` the machine starved the source, the step gives no verdict
+(``source_behind``) and the stepping stops there. Each step reports, over that window, the server's CPU (every process of it, the live
 buffer included) and the load processes' own CPU (total, and the busiest one: well
 below 100 % means the load client was not the limit). The stepping is repeated:
 medians, the spread and ratios against nginx-rtmp.
@@ -30,7 +32,7 @@ from typing import Any
 
 from bench import loadclient as lc
 from bench.peers import PeerError, cpu_seconds, live_servers
-from bench.publisher import byte_rate, make_flv, publisher_process, read_flv_tags
+from bench.publisher import PublisherProcess, byte_rate, make_flv, read_flv_tags
 
 KBPS = 1000
 KEEP_RATIO = 0.85
@@ -82,7 +84,14 @@ def _loader(
 
 
 def _step(
-    kind: str, port: int, name: str, viewers: int, window: float, rate: float, pids: list[int]
+    kind: str,
+    port: int,
+    name: str,
+    viewers: int,
+    window: float,
+    rate: float,
+    pids: list[int],
+    pub: PublisherProcess,
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -98,9 +107,9 @@ def _step(
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
-    c0 = cpu_seconds(pids)
+    c0, s0 = cpu_seconds(pids), pub.sent_bytes
     time.sleep(max(0.0, end_at - time.monotonic()))
-    c1 = cpu_seconds(pids)
+    c1, s1 = cpu_seconds(pids), pub.sent_bytes
     reports = [q.get(timeout=end_at - time.monotonic() + 60) for _ in procs]
     for proc in procs:
         proc.join(10)
@@ -112,6 +121,7 @@ def _step(
         "viewers": viewers,
         "kept": sum(1 for g in got if g >= need),
         "min_received_ratio": round(min(got) / (rate * window), 2) if got else 0.0,
+        "source_ratio": round((s1 - s0) / (rate * window), 2),
         "server_cpu_percent": round(server, 1),
         "load_processes": loaders,
         "load_cpu_percent": round(sum(r["cpu"] for r in reports) / window * 100, 1),
@@ -133,20 +143,22 @@ def _stepping(
 ) -> tuple[int, list[dict[str, Any]]]:
     rate = byte_rate(read_flv_tags(source))
     long = len(steps) * (window + WARMUP_S + 20) + 30
-    pub = publisher_process(pub_port, "live", name, source, long)
+    pub = PublisherProcess(pub_port, "live", name, source, long)
     try:
         time.sleep(2.0)  # the buffer turns READY after a second of media
         best, done = 0, []
         for n in steps:
-            res = _step(kind, port, name, n, window, rate, pids())
+            res = _step(kind, port, name, n, window, rate, pids(), pub)
             done.append(res)
+            if res["source_ratio"] < KEEP_RATIO:
+                res["source_behind"] = True  # the machine starved the publisher: no verdict
+                break
             if res["kept"] < n:
                 break
             best = n
         return best, done
     finally:
-        pub.terminate()
-        pub.join(10)
+        pub.stop()
 
 
 def _summary(runs: list[int], steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,6 +233,8 @@ def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{top['server_cpu_percent']} %, busiest load process "
                 f"{top['load_cpu_busiest_percent']} % ({top['load_processes']} processes)"
             )
+            if top.get("source_behind"):
+                text += f"; the publisher itself sent {top['source_ratio']:.0%} of real time"
         rows.append((f"viewers kept, {label}", text))
     for key in ("ratio_rtmp_mistpy_over_nginx", "ratio_http_flv_mistpy_over_nginx"):
         if key in result:

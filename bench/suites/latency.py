@@ -34,7 +34,7 @@ import aiohttp
 
 from bench import loadclient as lc
 from bench.peers import MistOutputs, Nginx, PeerError, live_servers
-from bench.publisher import StampScanner, make_flv, publisher_process
+from bench.publisher import PublisherProcess, StampScanner, make_flv
 from mistcodecs.hls import parse_media_playlist
 
 TARGETS = {"p50_ms": 10.0, "p99_ms": 50.0}
@@ -151,9 +151,9 @@ def run(quick: bool) -> dict[str, Any]:
         long = reps * (seconds + 5) + 30
         with live_servers() as (mist, ngx):
             try:
-                pubs.append(publisher_process(mist.rtmp_port, "live", names["mistpy"], source, long, True))  # fmt: skip
+                pubs.append(PublisherProcess(mist.rtmp_port, "live", names["mistpy"], source, long, True))  # fmt: skip
                 if ngx is not None:
-                    pubs.append(publisher_process(ngx.rtmp_port, "live", names["nginx"], source, long, True))  # fmt: skip
+                    pubs.append(PublisherProcess(ngx.rtmp_port, "live", names["nginx"], source, long, True))  # fmt: skip
                 time.sleep(3.0)  # READY after a second of media, and a first LL-HLS part
                 for _ in range(reps):
                     lat, part_target = lc.run(_one_run(mist, ngx, names, seconds))
@@ -162,8 +162,7 @@ def run(quick: bool) -> dict[str, Any]:
                         collected[path].append(values)
             finally:
                 for pub in pubs:
-                    pub.terminate()
-                    pub.join(10)
+                    pub.stop()
     except PeerError as exc:
         out["error"] = str(exc)
     finally:
