@@ -103,7 +103,7 @@ def stamp_tags(tags: Sequence[FlvTag]) -> list[FlvTag]:
     return out
 
 
-def _stamp_now(batch: bytes) -> bytes:
+def stamp_now(batch: bytes) -> bytes:
     """The batch with every placeholder stamp replaced by the time now."""
     buf = bytearray(batch)
     hexed = b"%016x" % time.monotonic_ns()
@@ -205,7 +205,7 @@ async def rtmp_publisher(
                     j += 1
                 if j > i:
                     batch = b"".join(c for _, c in chunks[i:j])
-                    writer.write(_stamp_now(batch) if stamp else batch)
+                    writer.write(stamp_now(batch) if stamp else batch)
                     await writer.drain()
                     lag = time.monotonic() - t0 - (chunks[j - 1][0] - base) / 1000
                     stats.max_lag = max(stats.max_lag, lag)

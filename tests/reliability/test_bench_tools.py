@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import loadclient as lc
-from bench import report
+from bench import publisher, report
 from bench.peers import Nginx, nginx_available
 
 pytestmark = pytest.mark.reliability
@@ -123,3 +123,50 @@ def test_report_uses_a_suites_own_summary() -> None:
     assert rows["ratio_rtmp_mistpy_over_nginx"] == "1.0"
     # figures of another shape fall back to the generic rows instead of failing
     assert dict(report.summarize("fanout", {"mistpy_rtmp": [1], "ratio_x": 2})) == {"ratio_x": "2"}
+
+
+def test_stamp_scanner_finds_stamps_split_anywhere(flv: Path) -> None:
+    tags = publisher.stamp_tags(lc.read_flv_tags(flv))
+    frames = [t for t in tags if t.kind == "video" and t.body[1] == 1]
+    assert frames and all(publisher.STAMP_UUID in t.body for t in frames)
+    stamped = publisher.stamp_now(b"".join(t.body for t in frames))
+    for cut in (1, 7, 31, 32, 33, 1000):
+        scanner = publisher.StampScanner()
+        found = [
+            ns for i in range(0, len(stamped), cut) for ns in scanner.feed(stamped[i : i + cut])
+        ]
+        assert len(found) == len(frames) and len(set(found)) == 1
+    # placeholders (never stamped) are not stamps
+    assert publisher.StampScanner().feed(b"".join(t.body for t in frames)) == []
+
+
+@pytest.mark.skipif(not nginx_available(), reason="nginx with the RTMP module not installed")
+def test_stamped_source_through_nginx(flv: Path) -> None:
+    """Every frame's stamp crosses a real server and arrives after it was sent."""
+    tags = publisher.stamp_tags(lc.read_flv_tags(flv))
+    with Nginx(rtmp=True) as ngx:
+        arrivals: list[tuple[float, int]] = []
+        scanner = publisher.StampScanner()
+
+        def on_data(data: bytes, now: float) -> None:
+            arrivals.extend((now, ns) for ns in scanner.feed(data))
+
+        async def main() -> lc.ViewerStats:
+            import asyncio
+
+            pub = asyncio.ensure_future(
+                lc.rtmp_publisher("127.0.0.1", ngx.rtmp_port, "live", "s", tags, stamp=True)
+            )
+            await asyncio.sleep(0.5)
+            view = await lc.rtmp_viewer(
+                "127.0.0.1", ngx.rtmp_port, "live", "s", 3.0, on_data=on_data
+            )
+            await pub
+            return view
+
+        view = lc.run(main())
+    assert view.status == 1 and not view.error
+    assert len(arrivals) > 40  # 25 fps for ~3 s, from the joining keyframe on
+    assert all(now * 1e9 >= ns for now, ns in arrivals)  # sent before it arrived
+    sent = [ns for _, ns in arrivals]
+    assert sent == sorted(sent)
