@@ -69,6 +69,7 @@ def _loader(
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         before = [s.bytes for s in stats]
         late = time.monotonic() - start_at
+        not_playing = sum(1 for s in stats if not s.status or s.error)
         cpu0 = time.process_time()
         await asyncio.sleep(max(0.0, end_at - time.monotonic()))
         got = [s.bytes - b for s, b in zip(stats, before, strict=True)]
@@ -77,7 +78,9 @@ def _loader(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         errors = sorted({s.error for s in stats if s.error})[:2]
-        out.put({"got": got, "late_s": late, "errors": errors, "cpu": cpu})
+        out.put(
+            {"got": got, "late_s": late, "errors": errors, "cpu": cpu, "not_playing": not_playing}
+        )
         return got
 
     lc.run(main())
@@ -127,6 +130,7 @@ def _step(
         "load_cpu_percent": round(sum(r["cpu"] for r in reports) / window * 100, 1),
         "load_cpu_busiest_percent": round(max(r["cpu"] for r in reports) / window * 100, 1),
         "load_late_s": round(max(r["late_s"] for r in reports), 2),
+        "not_playing_at_start": sum(r["not_playing"] for r in reports),
         **({"errors": errors} if errors else {}),
     }
 

@@ -147,9 +147,9 @@ class Server:
         self.pushes.append(proc)
         return proc
 
-    def push_live(self, timeout: float = 20) -> subprocess.Popen[bytes]:
-        """A push, and wait until the stream is playable."""
-        proc = self.push()
+    def push_live(self, timeout: float = 20, seconds: int = 300) -> subprocess.Popen[bytes]:
+        """A push (for ``seconds``), and wait until the stream is playable."""
+        proc = self.push(seconds)
         wait_for(lambda: self.stream_online(self.live), timeout, 0.1, "the live stream online")
         return proc
 

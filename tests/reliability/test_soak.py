@@ -94,7 +94,7 @@ def test_soak_live_stream_with_viewers(tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     load = LoadThread()
     try:
-        srv.push_live()
+        srv.push_live(seconds=int(SECONDS) + 300)  # outlives the soak
         kids = srv.children()
         pids = {"MistController": srv.pid}
         for name, procs in kids.items():
