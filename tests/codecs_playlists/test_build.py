@@ -23,7 +23,9 @@ from mistcodecs.hls import (
     live_window,
     media_playlist,
     parse_directives,
+    parse_master_playlist,
     parse_media_playlist,
+    with_query,
 )
 
 FRAME = 40  # 25 fps
@@ -138,3 +140,26 @@ def test_vod_playlist_and_discontinuity() -> None:
     ]
     assert back.segments[3].program_date_time == datetime.fromtimestamp(6, UTC)
     assert back.segments[0].uri == "0_2000.ts"
+
+
+def test_with_query_reaches_every_uri() -> None:
+    """Every URI of a rendered LL-HLS playlist and of a master playlist gets the query
+    (``&`` after an existing one); tags without a URI and the playlist's rules stay."""
+    spans = [SegmentSpan(n, n * 2000, n * 2000 + 2000) for n in range(4)]
+    parts = assign_parts(spans, cut_parts(list(range(0, 8600, FRAME)), list(range(0, 9000, GOP)),
+                                          500, known_ms=8600, gop_ms=GOP))  # fmt: skip
+    pl = media_playlist(spans, uri=seg_uri, target_ms=2000, init_uri="init.m4s?x=1",
+                        parts=parts, part_uri=part_uri, part_target_ms=500)  # fmt: skip
+    text = with_query(pl.render(), "tkn=a%2Fb")
+    back = parse_media_playlist(text)
+    uris = [s.uri for s in back.segments] + [p.uri for s in back.segments for p in s.parts]
+    uris += [p.uri for p in back.open_parts] + [h.uri for h in back.preload_hints]
+    assert back.open_parts and back.preload_hints and back.segments[0].init is not None
+    assert all(u.endswith(".m4s?tkn=a%2Fb") for u in uris)
+    assert back.segments[0].init.uri == "init.m4s?x=1&tkn=a%2Fb"
+    assert check_media_playlist(back) == [] and with_query(text, "") == text
+    master = '#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="x",URI="2/i.m3u8"\n'
+    master += '#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO="a"\n1/i.m3u8\n'
+    parsed = parse_master_playlist(with_query(master, "sid=7"))
+    assert [v.uri for v in parsed.variants] == ["1/i.m3u8?sid=7"]
+    assert [r.uri for r in parsed.renditions] == ["2/i.m3u8?sid=7"]
