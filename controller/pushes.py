@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 TICK_S = 1.0
 FINAL_WAIT_S = 1.0  # after a push exits, how long its final report may take to arrive
+STOP_GRACE_S = 10.0  # a recording's time to finish its file on shutdown
 SPLIT_OVERLAP_S = 1.0
 BACKOFF_MAX_S = 10.0
 LOG_LINES = 10
@@ -326,13 +327,42 @@ class PushManager:
                     self.ctl.logbook.emit("ERROR", f"auto push {rule_id}: {result}", stream)
                     self.retry_at[(rule_id, stream)] = now + BACKOFF_MAX_S
 
-    async def close(self) -> None:
+    async def close(self, grace: float = STOP_GRACE_S) -> None:
+        """Stop the loop and every push, and wait for them: a recording gets SIGTERM and
+        time to finish its file before the inputs go away; one that hangs is killed."""
         if self.task is not None:
             self.task.cancel()
-        self.stop(list(self.pushes))
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        running = [p for p in self.pushes.values() if p.exit_code is None]
+        self.stop([p.id for p in running])
+        waits = [asyncio.ensure_future(p.proc.wait()) for p in running]
+        if waits:
+            await asyncio.wait(waits, timeout=grace)
+        for push, wait in zip(running, waits, strict=True):
+            if not wait.done():
+                self.ctl.logbook.emit(
+                    "WARN", f"push {push.id} ignored SIGTERM: killed", push.stream
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    push.proc.kill()
+            push.exit_code = await wait
+            push.exited_at = time.monotonic()
+        # the outputs' final reports (bytes, media times) come through the API meanwhile
+        deadline = time.monotonic() + FINAL_WAIT_S
+        while time.monotonic() < deadline and any(
+            p.final is None and not p.reported for p in self.pushes.values()
+        ):
+            await asyncio.sleep(0.05)
         for push in list(self.pushes.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(push.proc.wait(), 5.0)
+            if not push.reported:
+                push.reported = True
+                self._exited(push, time.monotonic())
+            if push.reader is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(push.reader, 2.0)
+        self.pushes.clear()
 
 
 def _stream_matches(pattern: str, stream: str) -> bool:

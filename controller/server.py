@@ -187,13 +187,14 @@ class Controller:
         refresher = asyncio.create_task(self._refresh_caps_loop(), name="capabilities")
         from controller import pushes  # auto pushes already in the config start at boot
 
-        pushes.attach(self)
+        push_manager = pushes.attach(self)
         try:
             if await self.monitor.events.system_start():
                 await self._main_loop()
             else:
                 self.logbook.emit("WARN", "SYSTEM_START trigger refused: shutting down")
         finally:
+            await push_manager.close()  # recordings finish while their inputs still run
             await self.monitor.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

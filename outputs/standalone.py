@@ -80,13 +80,24 @@ class MediaClock:
         return getattr(self.muxer, name)
 
 
+def connector_formats(spec: FormatSpec) -> list[FormatSpec]:
+    """Every format the program behind ``spec`` writes, the preferred one first
+    (MistOutEBML: WebM and Matroska), as MistServer describes one connector."""
+    group = [s for s in REGISTRY.formats.values() if s.connector == spec.connector] or [spec]
+    return sorted(group, key=lambda s: -s.priority)
+
+
 def capabilities(spec: FormatSpec) -> Capabilities:
-    exts = list(spec.exts)
+    group = connector_formats(spec)
+    exts = [e for s in group for e in s.exts]
+    video = sorted(set().union(*(s.video for s in group)))
+    audio = sorted(set().union(*(s.audio for s in group)))
+    names = "/".join(s.name.upper() for s in group)
     return Capabilities(
         name=spec.connector or spec.name.upper(),
-        friendly=spec.hrn,
-        desc=f"{spec.hrn}: serves /<stream>.{exts[0]} through MistOutHTTP and writes "
-        f"{spec.name.upper()} files (recordings) when run with --stream <s> <file>.",
+        friendly=group[0].hrn,
+        desc=f"{group[0].hrn}: serves /<stream>.{exts[0]} through MistOutHTTP and writes "
+        f"{names} files (recordings) when run with --stream <s> <file>.",
         kind="connector",
         deps="HTTP",
         url_rel=f"/$.{exts[0]}",
@@ -101,18 +112,10 @@ def capabilities(spec: FormatSpec) -> Capabilities:
             )
         ],
         methods=[
-            {
-                "handler": "http",
-                "type": spec.source_type,
-                "hrn": spec.hrn,
-                "priority": spec.priority,
-            }
+            {"handler": "http", "type": s.source_type, "hrn": s.hrn, "priority": s.priority}
+            for s in group
         ],
-        extra={
-            "codecs": [[sorted(spec.video), sorted(spec.audio)]]
-            if spec.video
-            else [[sorted(spec.audio)]]
-        },
+        extra={"codecs": [[video, audio]] if video else [[audio]]},
     )
 
 
