@@ -11,6 +11,7 @@ real edit's ``media_time`` is subtracted (the usual B-frame / AAC-priming shift)
 from __future__ import annotations
 
 import heapq
+import operator
 import os
 from array import array
 from collections.abc import Iterable, Iterator
@@ -45,11 +46,23 @@ from mistcodecs.mp4.records import (
     is_sync,
 )
 from mistcodecs.mp4.sampleentry import SampleEntry
+from mistcodecs.mp4.text import subtitle_payload, tx3g_text, tx3g_to_subtitle
 from shm.model import Packet, TrackMeta
 
 RAW_AUDIO = frozenset({"PCM", "ALAW", "ULAW"})
 RAW_AUDIO_FRAMES = 1024  # frames per packet when grouping raw audio
 HANDLER_TYPES = {"vide": "video", "soun": "audio", "text": "meta", "sbtl": "meta", "subt": "meta"}
+
+
+TEXT_FORMATS = frozenset({"tx3g"})
+TEXT_MAX = 1 << 16  # a tx3g text length is 16 bits; style boxes after it are not read
+
+
+class TextCues(NamedTuple):
+    """Per kept sample of a timed-text track (see :mod:`mistcodecs.mp4.text`)."""
+
+    duration: array  # ms, until the next sample (an empty one ends a cue early)
+    payload_size: array  # bytes of the model's subtitle payload
 
 
 class Sample(NamedTuple):
@@ -157,6 +170,7 @@ class Mp4Demuxer:
         self._tables: dict[int, SampleTable] = {}
         self.movie_timescale = 1000
         self._last_dur: dict[int, int] = {}  # last sample duration per track (fragments)
+        self._cues: dict[int, TextCues] = {}  # timed-text tracks, by track id
         moov: BoxHeader | None = None
         moofs: list[BoxHeader] = []
         self._have_moov = False
@@ -451,15 +465,53 @@ class Mp4Demuxer:
         ts = trak.timescale
         half = ts // 2
         shift = trak.shift
-        dts_ms = array("q", [((t + shift) * 1000 + half) // ts for t in all_dts])
-        pts_ms = [
-            ((t + c + shift) * 1000 + half) // ts for t, c in zip(all_dts, all_cto, strict=True)
-        ]
-        off_ms = array("q", [p - d for p, d in zip(pts_ms, dts_ms, strict=True)])
+        dts_ms = tables.to_ms(all_dts, ts, shift)
+        if any(all_cto):
+            pts_ms = tables.to_ms(list(map(operator.add, all_dts, all_cto)), ts, shift)
+            off_ms = array("q", map(operator.sub, pts_ms, dts_ms))
+        else:
+            off_ms = array("q", bytes(8 * len(dts_ms)))
         duration_ms = ((end_time + shift) * 1000 + half) // ts - dts_ms[0] if dts_ms else 0
-        return SampleTable(
+        table = SampleTable(
             tid, dts_ms, off_ms, array("q", all_size), key, array("q", all_pos), duration_ms
         )
+        if trak.entry.format in TEXT_FORMATS:
+            table = self._text_cues(table)
+        return table
+
+    def _text_cues(self, table: SampleTable) -> SampleTable:
+        """Timed text: keep the samples with text (the empty ones only end the cue
+        before them) and remember each cue's duration and model payload size."""
+        n = len(table)
+        if not n:
+            self._cues[table.track_id] = TextCues(array("q"), array("q"))
+            return table
+        end = table.dts[0] + table.duration_ms
+        durations = array("q", map(operator.sub, [*table.dts[1:], end], table.dts))
+        keep: list[int] = []
+        cues = TextCues(array("q"), array("q"))
+        for i in range(n):
+            text = tx3g_text(self.read_at(table.pos[i], min(table.size[i], TEXT_MAX)))
+            if text:
+                keep.append(i)
+                cues.duration.append(durations[i])
+                cues.payload_size.append(len(subtitle_payload(0, text)))
+        self._cues[table.track_id] = cues
+        t = table
+        return SampleTable(
+            t.track_id,
+            array("q", [t.dts[i] for i in keep]),
+            array("q", [t.offset[i] for i in keep]),
+            array("q", [t.size[i] for i in keep]),
+            bytearray(t.keyframe[i] for i in keep),
+            array("q", [t.pos[i] for i in keep]),
+            t.duration_ms,
+        )
+
+    def text_cues(self, track_id: int) -> TextCues:
+        """Per sample of a timed-text track: cue duration (ms) and model payload size."""
+        self.sample_table(track_id)
+        return self._cues[track_id]
 
     def _raw_audio(self, trak: _Trak, sizes: array, delta: int) -> SampleTable | None:
         """PCM/G.711 store one sample per audio frame: group each chunk into packets of
@@ -497,7 +549,7 @@ class Mp4Demuxer:
                     sample += k
                     left -= k
         ts, half, shift = trak.timescale, trak.timescale // 2, trak.shift
-        dts_ms = array("q", [((t + shift) * 1000 + half) // ts for t in dts_ts])
+        dts_ms = tables.to_ms(dts_ts, ts, shift)
         end_ms = ((sample * delta + shift) * 1000 + half) // ts
         count = len(dts_ms)
         duration = end_ms - dts_ms[0] if count else 0
@@ -520,6 +572,8 @@ class Mp4Demuxer:
         trak = self._traks[track_id]
         if trak.entry.little_endian:
             data = _swap_pcm(data, trak.meta.size)
+        elif trak.entry.format in TEXT_FORMATS:
+            data = tx3g_to_subtitle(data, self._cues[track_id].duration[index])
         return data
 
     def packets(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import operator
 import struct
-import sys
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from itertools import accumulate, compress, islice, repeat
 from typing import Protocol
 
 from mistcodecs.mp4 import tables
-from mistcodecs.mp4.boxes import box, full_box
+from mistcodecs.mp4.boxes import box
 from mistcodecs.mp4.fragment import trak_box
 from mistcodecs.mp4.records import EditEntry, Elst, Ftyp, Mvhd
 from shm.model import TrackMeta
@@ -74,7 +73,7 @@ class Mp4ProgressiveMuxer:
         data_start = len(ftyp) + moov_size + mdat_header
         # Sample positions in file order: the sizes of every chunk joined as raw bytes,
         # then one running sum; pieces are described per chunk, not per sample.
-        sizes = {t.id: memoryview(_int64s(index[t.id].size)) for t in self.tracks}
+        sizes = {t.id: memoryview(tables.int64s(index[t.id].size)) for t in self.tracks}
         tids, firsts, counts = zip(*chunks, strict=True) if chunks else ((), (), ())
         cuts = map(slice, firsts, map(operator.add, firsts, counts))
         in_order = array("q")
@@ -144,13 +143,13 @@ class Mp4ProgressiveMuxer:
             mine = self._chunks_of[track.id]
             if track.id not in self._tables:  # the same for the sizing pass and the real one
                 self._tables[track.id] = [
-                    _pairs_box("stts", deltas),
-                    _pairs_box("ctts", idx.offset) if any(idx.offset) else b"",
-                    tables.build_stss(list(compress(range(1, n + 1), idx.keyframe)))
+                    tables.build_stts(deltas),
+                    tables.build_ctts(idx.offset) if any(idx.offset) else b"",
+                    tables.build_stss(tables.keyframe_numbers(idx.keyframe))
                     if track.type == "video" and not all(idx.keyframe)
                     else b"",
                     tables.build_stsc([chunks[i][2] for i in mine]),
-                    _stsz(idx.size),
+                    tables.build_stsz(idx.size),
                 ]
             parts = [
                 *self._tables[track.id],
@@ -248,41 +247,3 @@ class Mp4ProgressiveMuxer:
         ):
             for i in range(first, first + b - a):
                 yield tid, i
-
-
-# ---- whole-table builders (C-level passes over the columns) ----------------------------
-
-_SWAP = sys.byteorder == "little"
-
-
-def _int64s(values: Sequence[int]) -> array:
-    if isinstance(values, array) and values.typecode == "q":
-        return values
-    return array("q", values)
-
-
-def _be(values: array) -> bytes:
-    if _SWAP:
-        values = array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
-
-
-def _pairs_box(kind: str, values: Sequence[int]) -> bytes:
-    """stts/ctts: run-length (count, value) pairs found with ``compress`` over a
-    not-equal map, so the Python-level work is per run, not per sample."""
-    n = len(values)
-    changes = compress(range(1, n), map(operator.ne, islice(values, 1, None), values))
-    bounds = [0, *changes, n]
-    runs = len(bounds) - 1
-    flat = array("i", bytes(8 * runs))
-    flat[0::2] = array("i", map(operator.sub, islice(bounds, 1, None), bounds))
-    flat[1::2] = array("i", [values[b] for b in bounds[:-1]])
-    version = 1 if kind == "ctts" and min(values) < 0 else 0
-    return full_box(kind, version, 0, struct.pack(">I", runs), _be(flat))
-
-
-def _stsz(sizes: Sequence[int]) -> bytes:
-    if len(sizes) and min(sizes) == max(sizes):
-        return full_box("stsz", 0, 0, struct.pack(">II", sizes[0], len(sizes)))
-    return full_box("stsz", 0, 0, struct.pack(">II", 0, len(sizes)), _be(array("I", sizes)))

@@ -1,20 +1,28 @@
 """Sample tables (stts, ctts, stss, stsc, stsz/stz2, stco/co64): parsed into flat
-arrays in one go and expanded to per-sample columns without per-sample objects.
+arrays in one go, expanded to per-sample columns and built back into boxes without
+per-sample Python code.
 
-``array`` + ``byteswap`` turns a big-endian table into native integers at C speed,
-which is what keeps indexing a one-hour file well under a second.
+``array`` + ``byteswap`` turns a big-endian table into native integers at C speed, and
+``map``/``compress``/``accumulate`` over ``operator`` functions do the per-sample
+arithmetic in C: Python-level loops run once per run or per chunk, never per sample.
+That is what keeps indexing a one-hour file (the demuxer, the analyser) and laying one
+out as progressive MP4 (:mod:`mistcodecs.mp4.progressive`) well under a second.
 """
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 from array import array
-from itertools import accumulate, repeat
+from collections.abc import Sequence
+from itertools import accumulate, compress, islice, pairwise, repeat
 
 from mistcodecs.mp4.boxes import BoxError, full_box, full_header, need
 
 _SWAP = sys.byteorder == "little"
+_HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
+_LOW_NIBBLE = bytes(b & 0xF for b in range(256))
 
 
 def _u32s(body: bytes, start: int, count: int, kind: str, signed: bool = False) -> array:
@@ -48,11 +56,20 @@ def parse_pairs(body: bytes, kind: str) -> tuple[array, array]:
     """stts/ctts: (counts, values); ctts values are signed (v1, and v0 in practice)."""
     full_header(body, kind)
     n = _count(body, kind)
-    flat = _u32s(body, 8, 2 * n, kind, signed=kind == "ctts")
-    counts = flat[0::2]
+    flat = _u32s(body, 8, 2 * n, kind)
+    values = flat[1::2]
     if kind == "ctts":
-        counts = array("I", [c & 0xFFFFFFFF for c in counts])
-    return counts, flat[1::2]
+        values = _reinterpret(values, "i")
+    return flat[0::2], values
+
+
+def _reinterpret(values: array, code: str) -> array:
+    """The same 4-byte items under another type code (unsigned <-> signed)."""
+    out = array(code)
+    if out.itemsize != values.itemsize:  # pragma: no cover - exotic platforms
+        return array(code, [v - (1 << 32) if v >= 1 << 31 else v for v in values])
+    out.frombytes(values.tobytes())
+    return out
 
 
 def parse_stss(body: bytes) -> array:
@@ -95,11 +112,14 @@ def parse_stz2(body: bytes) -> array:
         return array("I", out)
     if field_size == 8:
         need(body, count, "stz2", 12)
-        return array("I", body[12 : 12 + count])
+        return array("I", array("B", body[12 : 12 + count]))
     if field_size == 4:
         need(body, (count + 1) // 2, "stz2", 12)
         raw = body[12 : 12 + (count + 1) // 2]
-        return array("I", [(raw[i >> 1] >> (4 if not i & 1 else 0)) & 0xF for i in range(count)])
+        nibbles = bytearray(2 * len(raw))
+        nibbles[0::2] = raw.translate(_HIGH_NIBBLE)
+        nibbles[1::2] = raw.translate(_LOW_NIBBLE)
+        return array("I", array("B", nibbles[:count]))
     raise BoxError(f"stz2 field size {field_size} is not 4, 8 or 16")
 
 
@@ -111,7 +131,7 @@ def parse_chunk_offsets(body: bytes, kind: str) -> array:
     return array("Q", _u32s(body, 8, n, kind))
 
 
-def expand_runs(counts: array, values: array, limit: int) -> array:
+def expand_runs(counts: Sequence[int], values: Sequence[int], limit: int) -> array:
     """Run-length pairs to one value per sample (at most ``limit`` samples)."""
     out = array("q")
     for count, value in zip(counts, values, strict=False):
@@ -126,25 +146,49 @@ def expand_runs(counts: array, values: array, limit: int) -> array:
 def chunk_positions(
     first_chunk: array, per_chunk: array, chunk_offsets: array, sizes: array
 ) -> array:
-    """File offset of every sample from stsc + chunk offsets + sizes."""
+    """File offset of every sample from stsc + chunk offsets + sizes.
+
+    A sample's position is the running sum of all sizes before it, shifted by its
+    chunk's (offset - running sum at the chunk's first sample). Per stsc entry (a run
+    of chunks with ``spc`` samples each) the shifts are one strided slice of the running
+    sum, spread over the samples with strided slice assignments: all per-sample work is
+    C-level, Python loops once per entry and min(chunks, samples per chunk)."""
     n = len(sizes)
-    positions = array("q")
-    cum = list(accumulate(sizes, initial=0))
-    sample = 0
+    cum = array("q", accumulate(sizes, initial=0))
     n_chunks = len(chunk_offsets)
+    shifts = array("q")
+    sample = 0
     for i, first in enumerate(first_chunk):
         if first < 1 or (i and first <= first_chunk[i - 1]):
             raise BoxError(f"stsc entry {i} first_chunk {first} out of order")
+        if sample >= n:
+            break
         last = first_chunk[i + 1] if i + 1 < len(first_chunk) else n_chunks + 1
         spc = per_chunk[i]
-        for chunk in range(first - 1, min(last - 1, n_chunks)):
-            if sample >= n:
-                return positions
-            end = min(sample + spc, n)
-            base = chunk_offsets[chunk] - cum[sample]
-            positions.extend([base + c for c in cum[sample:end]])
-            sample = end
-    return positions
+        avail = min(last - 1, n_chunks) - (first - 1)
+        if avail <= 0 or spc == 0:
+            continue
+        full = min(avail, (n - sample) // spc)  # chunks whose samples all exist
+        if full:
+            starts = cum[sample : sample + full * spc : spc]
+            base = array(
+                "q", map(operator.sub, chunk_offsets[first - 1 : first - 1 + full], starts)
+            )
+            if spc <= full:
+                block = array("q", bytes(8 * full * spc))
+                for j in range(spc):
+                    block[j::spc] = base
+            else:
+                block = array("q")
+                for b in base:
+                    block.extend(array("q", [b]) * spc)
+            shifts.extend(block)
+            sample += full * spc
+        if full < avail and sample < n:  # the samples run out inside this chunk
+            shift = chunk_offsets[first - 1 + full] - cum[sample]
+            shifts.extend(array("q", [shift]) * (n - sample))
+            sample = n
+    return array("q", map(operator.add, islice(cum, sample), shifts))
 
 
 def stsc_sample_count(first_chunk: array, per_chunk: array, n_chunks: int) -> int:
@@ -160,59 +204,92 @@ def stsc_sample_count(first_chunk: array, per_chunk: array, n_chunks: int) -> in
 # ---- writing -----------------------------------------------------------------------
 
 
-def runs(values: list[int] | array) -> list[tuple[int, int]]:
-    """Run-length encode: [(count, value)]."""
-    out: list[tuple[int, int]] = []
-    for v in values:
-        if out and out[-1][1] == v:
-            out[-1] = (out[-1][0] + 1, v)
-        else:
-            out.append((1, v))
-    return out
+def int64s(values: Sequence[int]) -> array:
+    """The column as ``array('q')`` (itself if it already is one)."""
+    if isinstance(values, array) and values.typecode == "q":
+        return values
+    return array("q", values)
 
 
-def _be32(values: list[int] | array, signed: bool = False) -> bytes:
-    arr = array("i" if signed else "I", values)
+def _be(values: array) -> bytes:
+    """Big-endian bytes of an array (a copy is swapped, the caller's is left alone)."""
     if _SWAP:
-        arr.byteswap()
-    return arr.tobytes()
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
 
 
-def build_stts(deltas: list[int] | array) -> bytes:
-    pairs = runs(deltas)
-    flat = [x for pair in pairs for x in pair]
-    return full_box("stts", 0, 0, struct.pack(">I", len(pairs)), _be32(flat))
+def _be32(values: Sequence[int], signed: bool = False) -> bytes:
+    return _be(array("i" if signed else "I", values))
 
 
-def build_ctts(offsets: list[int] | array) -> bytes:
-    pairs = runs(offsets)
-    flat = [x for pair in pairs for x in pair]
-    version = 1 if any(v < 0 for v in offsets) else 0
-    return full_box("ctts", version, 0, struct.pack(">I", len(pairs)), _be32(flat, signed=True))
+def run_bounds(values: Sequence[int]) -> list[int]:
+    """Where each run of equal values starts, plus ``len(values)``: found with
+    ``compress`` over a not-equal map, so the Python-level work is per run."""
+    n = len(values)
+    changes = compress(range(1, n), map(operator.ne, islice(values, 1, None), values))
+    return [0, *changes, n] if n else [0]
 
 
-def build_stss(sample_numbers: list[int]) -> bytes:
+def runs(values: Sequence[int]) -> list[tuple[int, int]]:
+    """Run-length encode: [(count, value)]."""
+    bounds = run_bounds(values)
+    return [(b - a, values[a]) for a, b in pairwise(bounds)]
+
+
+def _pairs_box(kind: str, values: Sequence[int]) -> bytes:
+    """stts/ctts: (count, value) pairs; ctts is version 1 (signed) if any value is < 0."""
+    bounds = run_bounds(values)
+    n_runs = len(bounds) - 1
+    code = "i" if kind == "ctts" else "I"
+    flat = array(code, bytes(8 * n_runs))
+    flat[0::2] = array(code, map(operator.sub, islice(bounds, 1, None), bounds))
+    flat[1::2] = array(code, map(values.__getitem__, islice(bounds, n_runs)))
+    version = 1 if kind == "ctts" and n_runs and min(values) < 0 else 0
+    return full_box(kind, version, 0, struct.pack(">I", n_runs), _be(flat))
+
+
+def build_stts(deltas: Sequence[int]) -> bytes:
+    return _pairs_box("stts", deltas)
+
+
+def build_ctts(offsets: Sequence[int]) -> bytes:
+    return _pairs_box("ctts", offsets)
+
+
+def build_stss(sample_numbers: Sequence[int]) -> bytes:
     return full_box("stss", 0, 0, struct.pack(">I", len(sample_numbers)), _be32(sample_numbers))
 
 
-def build_stsc(per_chunk: list[int]) -> bytes:
-    rows: list[int] = []
-    for i, spc in enumerate(per_chunk):
-        if not rows or rows[-2] != spc:
-            rows += [i + 1, spc, 1]
-    return full_box("stsc", 0, 0, struct.pack(">I", len(rows) // 3), _be32(rows))
+def keyframe_numbers(keyframe: Sequence[int] | bytes | bytearray) -> list[int]:
+    """1-based numbers of the key samples (stss) from a per-sample flag column."""
+    return list(compress(range(1, len(keyframe) + 1), keyframe))
 
 
-def build_stsz(sizes: list[int] | array) -> bytes:
-    if sizes and all(s == sizes[0] for s in sizes):
+def build_stsc(per_chunk: Sequence[int]) -> bytes:
+    """One row per run of chunks holding the same number of samples."""
+    bounds = run_bounds(per_chunk)
+    rows = array("I", bytes(12 * (len(bounds) - 1)))
+    rows[0::3] = array("I", [b + 1 for b in bounds[:-1]])
+    rows[1::3] = array("I", [per_chunk[b] for b in bounds[:-1]])
+    rows[2::3] = array("I", [1]) * (len(bounds) - 1)
+    return full_box("stsc", 0, 0, struct.pack(">I", len(bounds) - 1), _be(rows))
+
+
+def build_stsz(sizes: Sequence[int]) -> bytes:
+    if len(sizes) and not any(map(operator.ne, sizes, repeat(sizes[0]))):
         return full_box("stsz", 0, 0, struct.pack(">II", sizes[0], len(sizes)))
     return full_box("stsz", 0, 0, struct.pack(">II", 0, len(sizes)), _be32(sizes))
 
 
-def build_chunk_offsets(offsets: list[int], wide: bool) -> bytes:
+def build_chunk_offsets(offsets: Sequence[int], wide: bool) -> bytes:
     if wide:
-        arr = array("Q", offsets)
-        if _SWAP:
-            arr.byteswap()
-        return full_box("co64", 0, 0, struct.pack(">I", len(offsets)), arr.tobytes())
+        return full_box("co64", 0, 0, struct.pack(">I", len(offsets)), _be(array("Q", offsets)))
     return full_box("stco", 0, 0, struct.pack(">I", len(offsets)), _be32(offsets))
+
+
+def to_ms(times: Sequence[int], timescale: int, shift: int = 0) -> array:
+    """Media times (plus ``shift``) in milliseconds, rounded half up (a comprehension:
+    CPython's specialised integer operations beat a chain of ``operator`` maps here)."""
+    half = timescale // 2
+    return array("q", [((t + shift) * 1000 + half) // timescale for t in times])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from array import array
 
@@ -81,3 +82,59 @@ def test_stsc_sample_count() -> None:
     assert tables.stsc_sample_count(first, per, 4) == 2 * 5 + 2 * 2
     assert tables.stsc_sample_count(first, per, 1) == 5  # runs past the chunk count clip
     assert tables.stsc_sample_count(array("I"), array("I"), 3) == 0
+
+
+def test_stz2_eight_bit_sizes() -> None:
+    values = [1, 200, 7, 255, 0, 9, 128, 3]  # a multiple of 4 bytes: not one 32-bit item
+    body = full_box("stz2", 0, 0, b"\0\0\0\x08", struct.pack(">I", len(values)), bytes(values))
+    assert list(tables.parse_stz2(body[8:])) == values
+
+
+@given(
+    st.lists(st.integers(-(1 << 40), 1 << 40), max_size=100),
+    st.sampled_from([1000, 90000, 44100, 48000, 600, 1]),
+    st.integers(-5000, 5000),
+)
+def test_to_ms_rounds_like_the_formula(times: list[int], timescale: int, shift: int) -> None:
+    expected = [((t + shift) * 1000 + timescale // 2) // timescale for t in times]
+    assert list(tables.to_ms(array("q", times), timescale, shift)) == expected
+
+
+@given(st.lists(st.integers(0, 3), max_size=200))
+def test_runs_and_stss(values: list[int]) -> None:
+    pairs = tables.runs(values)
+    assert [v for count, v in pairs for _ in range(count)] == values
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(pairs))
+    flags = bytearray(1 if v == 0 else 0 for v in values)
+    numbers = tables.keyframe_numbers(flags)
+    assert numbers == [i + 1 for i, v in enumerate(values) if v == 0]
+    assert list(tables.parse_stss(_body(tables.build_stss(numbers)))) == numbers
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 4), st.integers(0, 7)), min_size=1, max_size=8),
+    st.integers(0, 40),
+    st.integers(0, 120),
+)
+def test_chunk_positions_match_a_naive_walk(
+    entries: list[tuple[int, int]], n_chunks: int, n_samples: int
+) -> None:
+    """stsc runs (chunks per run, samples per chunk) against a per-sample reference,
+    including more chunks than samples and samples left over."""
+    first_chunk, per_chunk, chunk = array("I"), array("I"), 1
+    for run, spc in entries:
+        first_chunk.append(chunk)
+        per_chunk.append(spc)
+        chunk += run
+    offsets = array("Q", [1000 * (c + 1) for c in range(n_chunks)])
+    sizes = array("I", [(7 * i) % 13 + 1 for i in range(n_samples)])
+    expected: list[int] = []
+    for i, first in enumerate(first_chunk):
+        last = first_chunk[i + 1] if i + 1 < len(first_chunk) else n_chunks + 1
+        for c in range(first - 1, min(last - 1, n_chunks)):
+            pos = offsets[c]
+            for _ in range(per_chunk[i]):
+                if len(expected) < n_samples:
+                    expected.append(pos)
+                    pos += sizes[len(expected) - 1]
+    assert list(tables.chunk_positions(first_chunk, per_chunk, offsets, sizes)) == expected
