@@ -3,7 +3,8 @@
 The demuxer's sample tables already hold each sample's file offset and size, so the
 index is a copy of those columns -- no payload is read while indexing (a one-hour
 file indexes in well under a second). Little-endian PCM (``sowt``/``lpcm``) is
-byte-swapped to the media model's big-endian when a page is loaded.
+byte-swapped to the media model's big-endian when a page is loaded, and timed text
+(``tx3g``) becomes the model's subtitle payloads (cue duration + UTF-8 text).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from inputs.index import MediaIndex, TrackIndex
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import Mp4Demuxer, file_reader, read_header
 from mistcodecs.mp4.boxes import ReadAt
+from mistcodecs.mp4.text import tx3g_to_subtitle
 
 CAPS = vod_capabilities("MP4", "MP4/MOV file input", ["/*.mp4", "/*.mov"], 9)
 SWAP_PCM = 1  # aux flag: little-endian PCM, swap on load
@@ -77,22 +79,30 @@ class Mp4Format(VodFormat):
             for meta in tracks:
                 table = demux.sample_table(meta.id)
                 n = len(table)
-                flag = SWAP_PCM if demux.pcm_little_endian(meta.id) else 0
+                sizes, aux = table.size, array("q", [0]) * n
+                if demux.pcm_little_endian(meta.id):
+                    aux = array("q", [SWAP_PCM]) * n
+                elif meta.codec == "subtitle":  # tx3g: aux is the cue duration
+                    cues = demux.text_cues(meta.id)
+                    sizes, aux = cues.payload_size, cues.duration
                 frames[meta.id] = TrackIndex(
                     dts=table.dts,
                     offset=table.offset,
-                    size=table.size,
+                    size=array("q", sizes),
                     keyframe=bytearray(table.keyframe),
                     pos=table.pos,
                     rsize=array("q", table.size),
-                    aux=array("q", [flag]) * n,
+                    aux=aux,
                 )
         return MediaIndex(self.name, tracks, frames, warnings + list(demux.warnings))
 
     def open_loader(self, path: str, index: MediaIndex) -> FrameLoader:
         bits = {t.id: t.size for t in index.tracks}
+        text = {t.id for t in index.tracks if t.codec == "subtitle"}
 
         def transform(track: int, data: memoryview, aux: int, _pos: int) -> memoryview | bytes:
+            if track in text:
+                return tx3g_to_subtitle(data, aux)
             return swap_pcm(data, bits.get(track, 16)) if aux == SWAP_PCM else data
 
         return PositionLoader(path, transform)

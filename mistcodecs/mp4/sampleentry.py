@@ -23,6 +23,7 @@ AUDIO = {"mp4a": "AAC", "Opus": "opus", "ac-3": "AC3", "ec-3": "EAC3", ".mp3": "
          "alaw": "ALAW", "ulaw": "ULAW"}  # fmt: skip
 CONFIG_BOX = {"H264": "avcC", "HEVC": "hvcC", "AV1": "av1C", "VP9": "vpcC", "VP8": "vpcC"}
 MP3_OTI = {0x69, 0x6B}
+TEXT = {"tx3g": "subtitle"}  # 3GPP timed text (ffmpeg's mov_text)
 AAC_OTI = {0x40, 0x66, 0x67, 0x68}
 
 
@@ -79,6 +80,8 @@ class SampleEntry:
                 entry.rate, entry.channels, entry.sample_size = round(rate_f), channels2, bits
                 entry.little_endian = fmt == "lpcm" and not lpcm_flags & 0x2
                 children_at = 64
+        elif fmt in TEXT:
+            return cls(fmt, TEXT[fmt])  # samples become model payloads in the demuxer
         else:
             return cls(fmt, fmt)
         reader = buffer_reader(body)
