@@ -10,13 +10,13 @@ big-endian signed.
 
 from __future__ import annotations
 
-import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from mistcodecs import aac, h264, hevc
 from mistcodecs.errors import FormatError
+from mistcodecs.mp4.text import subtitle_payload, tx3g_to_subtitle
 from shm.model import TrackMeta
 
 SIMPLE = {
@@ -48,8 +48,6 @@ PCM = {
 }
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "webvtt", "text", "mov_text"})
 H264_PARAMS = {h264.NAL_SPS, h264.NAL_PPS}
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
 HEVC_PARAMS = {hevc.NAL_VPS, hevc.NAL_SPS, hevc.NAL_PPS}
 
 
@@ -69,11 +67,10 @@ class Converter:
         """The model payload of one packet (``duration_ms`` matters for subtitles only)."""
         if self.mode == "copy":
             return data
-        if self.mode in ("subtitle", "tx3g"):
-            if self.mode == "tx3g":  # MP4 timed text: 16-bit length, text, style boxes
-                n = _U16.unpack_from(data)[0] if len(data) >= 2 else 0
-                data = data[2 : 2 + n]
-            return _U32.pack(max(0, duration_ms) & 0xFFFFFFFF) + data
+        if self.mode == "tx3g":  # MP4 timed text: 16-bit length, text, style boxes
+            return tx3g_to_subtitle(data, duration_ms)
+        if self.mode == "subtitle":
+            return subtitle_payload(duration_ms, data)
         if self.mode == "annexb":
             return h264.nals_to_avcc([n for n in h264.split_annexb(data) if self._keep(n)])
         if self.mode == "relength":
