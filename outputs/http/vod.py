@@ -308,6 +308,7 @@ class LayoutCache:
         self.entries = entries
         self.max_bytes = max_bytes
         self._items: OrderedDict[tuple[Any, ...], Layout] = OrderedDict()
+        self.building: dict[tuple[Any, ...], asyncio.Future[Layout | None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -368,6 +369,52 @@ def build_layout(
     return Layout(Mp4ProgressiveMuxer(used, index, end_ms=ends), index)
 
 
+async def cached_layout(
+    reader: Any, tracks: list[TrackMeta], opts: PlayOptions, stream: str, cache: LayoutCache
+) -> Layout | None:
+    """The layout for this window from ``cache``, else built in a worker thread.
+
+    Copying and hashing the part records and building a one-hour moov take tens of
+    milliseconds of CPU: on the event loop they would stall every other viewer of this
+    process, so they run in the default executor (the thread lets go of the GIL every
+    few ms, and the loop keeps serving). The reader is only touched by that thread while
+    this coroutine waits for it. Concurrent first viewers of one window share one build.
+    """
+    loop = asyncio.get_running_loop()
+
+    def snapshot() -> tuple[dict[int, tuple[int, bytes]], tuple[Any, ...]]:
+        records = {t.id: part_records(reader.track_page(t.id)) for t in tracks}
+        return records, layout_key(stream, tracks, opts, records)
+
+    records, key = await _to_end(loop.run_in_executor(None, snapshot))
+    layout = cache.get(key)
+    if layout is not None:
+        return layout
+    pending = cache.building.get(key)
+    if pending is not None:  # another viewer is building the same layout: share it
+        return await asyncio.shield(pending)
+    job = loop.run_in_executor(None, build_layout, reader, tracks, opts, records)
+    cache.building[key] = job
+
+    def finished(f: asyncio.Future[Layout | None]) -> None:
+        cache.building.pop(key, None)
+        if not f.cancelled() and f.exception() is None and (built := f.result()) is not None:
+            cache.put(key, built)  # also when the viewer that asked left meanwhile
+
+    job.add_done_callback(finished)
+    return await _to_end(job)
+
+
+async def _to_end(job: asyncio.Future[Any]) -> Any:
+    """Await a worker-thread job; if cancelled, still wait for the thread to finish
+    (it reads through the caller's reader, which the caller closes next)."""
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        raise
+
+
 async def progressive_mp4(
     req: Request,
     reader: Any,
@@ -385,13 +432,7 @@ async def progressive_mp4(
     """
     cache = LAYOUTS if cache is None else cache
     try:
-        records = {t.id: part_records(reader.track_page(t.id)) for t in tracks}
-        key = layout_key(stream, tracks, opts, records)
-        layout = cache.get(key)
-        if layout is None:
-            layout = build_layout(reader, tracks, opts, records)
-            if layout is not None:
-                cache.put(key, layout)
+        layout = await cached_layout(reader, tracks, opts, stream, cache)
     finally:
         reader.close()
     if layout is None:

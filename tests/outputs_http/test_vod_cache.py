@@ -8,6 +8,7 @@ real MistOutHTTP and an independent decoder.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from array import array
@@ -218,3 +219,52 @@ def test_columns_across_ring_wrap() -> None:
             assert first > cap and (first % cap) + (end - first) > cap  # the copy wraps
     finally:
         w.close()
+
+
+def _publish_hour(name: str, source: Source) -> StreamWriter:
+    """A one-hour VoD index (10 fps video, AAC at 48 kHz) on the bus, no data pages:
+    laying it out as progressive MP4 reads only the part records."""
+    w = StreamWriter(name, live=False)
+    for t in source.tracks:
+        w.add_track(t)
+    video = [(i * 100, 100 * (i % 2), 700, i % 20 == 0) for i in range(36_000)]
+    audio = [(i * 1024 * 1000 // 48_000, 0, 90, True) for i in range(168_750)]
+    w.set_index(source.video.id, video)
+    w.set_index(source.audio.id, audio)
+    w.set_state(StreamState.READY)
+    return w
+
+
+async def test_uncached_layout_does_not_block_other_viewers(
+    vod_stream: str, source: Source
+) -> None:
+    """While the first request for a one-hour stream is being laid out, another viewer's
+    small request (the first kilobyte of a cached stream) is answered: it finishes first
+    although it was made after. Built on the loop, the big layout would finish first."""
+    name = unique("vodh")
+    cache = vod.LayoutCache()
+    writer = _publish_hour(name, source)
+    order: list[str] = []
+    try:
+        await _get(vod_stream, cache, rng="bytes=0-1023")  # its layout is cached
+
+        async def first_viewer() -> None:
+            reader = StreamReader(name)
+            tracks = list(reader.meta.tracks.values())
+            req = Request("GET", f"/{name}.mp4", "HTTP/1.1", {"range": "bytes=0-99"})
+            resp = await vod.progressive_mp4(
+                req, reader, tracks, parse_query({}), {}, StreamReader, name, cache
+            )
+            order.append("hour")
+            assert resp.status == 206 and resp.headers["Content-Length"] == "100"
+
+        big = asyncio.create_task(first_viewer())
+        await asyncio.sleep(0)  # the big request has started laying out
+        status, _, head = await _get(vod_stream, cache, rng="bytes=0-1023")
+        order.append("small")
+        assert status == 206 and head[4:8] == b"ftyp" and len(head) == 1024
+        await big
+    finally:
+        writer.close()
+    assert order == ["small", "hour"]
+    assert (cache.misses, cache.hits, len(cache)) == (2, 1, 2)  # the hour's layout is kept
