@@ -172,13 +172,7 @@ class FlvAnalyser(Analyser):
                 if v.frame_type == 1:
                     self.stats[9].keyframes.append(tag.timestamp)
             if v.kind == "config":
-                record["config"] = describe_config(v.codec, bytes(v.payload))
-                if show:
-                    self.emit(
-                        f"{v.codec} config: {record['config']}",
-                        {"config": record["config"], "codec": v.codec},
-                        1,
-                    )
+                self._config(record, v.codec, v.payload, show)
         elif tag.type == flv.TAG_AUDIO:
             a = flv.parse_audio_body(tag.body, tag.offset)
             record.update(codec=a.codec, kind=a.kind)
@@ -187,13 +181,7 @@ class FlvAnalyser(Analyser):
             if not a.enhanced:
                 record.update(rate=a.rate, bits=a.size, channels=a.channels)
             if a.kind == "config":
-                record["config"] = describe_config(a.codec, bytes(a.payload))
-                if show:
-                    self.emit(
-                        f"{a.codec} config: {record['config']}",
-                        {"config": record["config"], "codec": a.codec},
-                        1,
-                    )
+                self._config(record, a.codec, a.payload, show)
         else:
             values = self.decoder.script(tag.body)
             record["name"] = values[0] if values else ""
@@ -206,6 +194,17 @@ class FlvAnalyser(Analyser):
                         1,
                     )
         self.decoder.tag(tag)  # keeps track state in step (drops frames before configs)
+
+    def _config(
+        self, record: dict[str, Any], codec: str, payload: bytes | memoryview, show: bool
+    ) -> None:
+        record["config"] = describe_config(codec, bytes(payload))
+        if show:
+            self.emit(
+                f"{codec} config: {record['config']}",
+                {"config": record["config"], "codec": codec},
+                1,
+            )
 
     def finish(self) -> None:
         try:

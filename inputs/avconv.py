@@ -10,13 +10,13 @@ big-endian signed.
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from mistcodecs import aac, h264, hevc
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4.text import subtitle_payload, tx3g_to_subtitle
+from mistcodecs.wav import swap_endian
 from shm.model import TrackMeta
 
 SIMPLE = {
@@ -120,20 +120,9 @@ class Converter:
 
 def _pcm(data: bytes, bits: int, swap: int, unsigned: bool) -> bytes:
     if unsigned:
-        return bytes(b ^ 0x80 for b in data)
-    if swap == 2 and len(data) % 2 == 0:
-        arr = array("h", data)
-        arr.byteswap()
-        return arr.tobytes()
-    if swap == 4 and len(data) % 4 == 0:
-        arr = array("i", data)
-        arr.byteswap()
-        return arr.tobytes()
-    if swap == 3:
-        out = bytearray(data)
-        usable = len(data) - len(data) % 3
-        out[0:usable:3], out[2:usable:3] = data[2:usable:3], data[0:usable:3]
-        return bytes(out)
+        return swap_endian(data, 8)  # unsigned 8-bit -> signed
+    if swap:
+        return swap_endian(data, 8 * swap)
     return data
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from inputs.base import FrameLoader, PositionLoader, Progress, VodFormat
 from inputs.cli import make_main, vod_capabilities
 from inputs.index import MediaIndex, TrackIndex
-from inputs.mp4 import swap_pcm
 from inputs.seq import demux_file
 from mistcodecs.errors import Truncated
 from mistcodecs.flv import TAG_TYPES, FlvHeader, FlvTag, FlvTagDecoder
+from mistcodecs.wav import swap_endian
 from shm.model import Packet, TrackMeta
 
 CAPS = vod_capabilities("FLV", "FLV file input", ["/*.flv"], 9)
@@ -23,9 +23,7 @@ CHUNK = 256 * 1024
 
 def pcm_to_be(data: memoryview, bits: int) -> bytes:
     """FLV PCM: 16-bit little-endian, 8-bit unsigned -> big-endian signed."""
-    if bits == 8:
-        return bytes(b ^ 0x80 for b in data)
-    return swap_pcm(data, 16)
+    return swap_endian(bytes(data), 8 if bits == 8 else 16)
 
 
 class FlvFormat(VodFormat):

@@ -18,28 +18,11 @@ from inputs.index import MediaIndex, TrackIndex
 from mistcodecs.errors import FormatError
 from mistcodecs.mp4 import Mp4Demuxer, file_reader, read_header
 from mistcodecs.mp4.boxes import ReadAt
+from mistcodecs.mp4.demux import swap_pcm
 from mistcodecs.mp4.text import tx3g_to_subtitle
 
 CAPS = vod_capabilities("MP4", "MP4/MOV file input", ["/*.mp4", "/*.mov"], 9)
 SWAP_PCM = 1  # aux flag: little-endian PCM, swap on load
-
-
-def swap_pcm(data: memoryview, bits: int) -> bytes:
-    """Little-endian PCM samples to big-endian (8-bit and odd sizes left alone)."""
-    if bits == 16 and len(data) % 2 == 0:
-        arr = array("h")
-    elif bits == 32 and len(data) % 4 == 0:
-        arr = array("i")
-    elif bits == 24:
-        out = bytearray(data)
-        usable = len(data) - len(data) % 3
-        out[0:usable:3], out[2:usable:3] = data[2:usable:3], data[0:usable:3]
-        return bytes(out)
-    else:
-        return bytes(data)
-    arr.frombytes(data)  # array(code, memoryview) would take it byte by byte
-    arr.byteswap()
-    return arr.tobytes()
 
 
 def valid_prefix(read_at: ReadAt, size: int) -> int:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from outputs.selectors import select_tracks
 from shm.model import Packet, TrackMeta
 
 if TYPE_CHECKING:
@@ -75,6 +76,15 @@ class FormatSpec:
         if track.type == "audio":
             return track.codec in self.audio
         return False
+
+    def select(
+        self, tracks: Mapping[int, TrackMeta], selectors: Mapping[str, str]
+    ) -> list[TrackMeta]:
+        """The tracks a viewer gets (``?video=``/``?audio=`` or the defaults), limited to
+        what this format carries and how many of each; raises ``BadQuery``."""
+        return select_tracks(
+            tracks, selectors, self.carries, {"video": self.max_video, "audio": self.max_audio}
+        )
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from mistcodecs.errors import FormatError
 from outputs.formats import REGISTRY, FormatSpec, FormatUnavailable, format_for_ext
 from outputs.http import vod
 from outputs.http.message import Request
-from outputs.selectors import BadQuery, PlayOptions, parse_query, select_tracks
+from outputs.selectors import BadQuery, PlayOptions, parse_query
 from shm.model import StreamState
 
 STREAM_WAIT_S = 20.0
@@ -172,12 +172,7 @@ async def record(
     try:
         meta = reader.meta
         try:
-            tracks = select_tracks(
-                meta.tracks,
-                opts.selectors,
-                spec.carries,
-                {"video": spec.max_video, "audio": spec.max_audio},
-            )
+            tracks = spec.select(meta.tracks, opts.selectors)
         except BadQuery as exc:
             raise CliError(str(exc), 2) from exc
         if not tracks:

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mistcodecs import aac
 from mistcodecs.ebml import schema as s
 from mistcodecs.ebml.block import Block
 from mistcodecs.ebml.element import ElementHeader, iter_children, value_of
@@ -61,21 +62,6 @@ CODECS: dict[str, tuple[str, str]] = {
     "D_WEBVTT/SUBTITLES": ("meta", "subtitle"),  # WebM's WebVTT mapping, as ffmpeg writes it
     "D_WEBVTT/CAPTIONS": ("meta", "subtitle"),
 }
-_AAC_RATES = (
-    96000,
-    88200,
-    64000,
-    48000,
-    44100,
-    32000,
-    24000,
-    22050,
-    16000,
-    12000,
-    11025,
-    8000,
-    7350,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +102,7 @@ class _Track:
 
 def _aac_asc(rate: int, channels: int) -> bytes:
     """AudioSpecificConfig (AAC-LC) for old-style A_AAC/... tracks without CodecPrivate."""
-    idx = _AAC_RATES.index(rate) if rate in _AAC_RATES else 4
-    return ((2 << 11) | (idx << 7) | (channels << 3)).to_bytes(2, "big")
+    return aac.build_asc(2, rate, channels)
 
 
 class EbmlDemuxer:

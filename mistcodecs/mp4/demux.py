@@ -47,6 +47,7 @@ from mistcodecs.mp4.records import (
 )
 from mistcodecs.mp4.sampleentry import SampleEntry
 from mistcodecs.mp4.text import subtitle_payload, tx3g_text, tx3g_to_subtitle
+from mistcodecs.wav import swap_endian
 from shm.model import Packet, TrackMeta
 
 RAW_AUDIO = frozenset({"PCM", "ALAW", "ULAW"})
@@ -571,7 +572,7 @@ class Mp4Demuxer:
             raise Truncated(f"track {track_id} sample {index} at {pos} cut off")
         trak = self._traks[track_id]
         if trak.entry.little_endian:
-            data = _swap_pcm(data, trak.meta.size)
+            data = swap_pcm(data, trak.meta.size)
         elif trak.entry.format in TEXT_FORMATS:
             data = tx3g_to_subtitle(data, self._cues[track_id].duration[index])
         return data
@@ -609,21 +610,12 @@ class Mp4Demuxer:
             yield table.dts[i], tid, i, packet
 
 
-def _swap_pcm(data: bytes, bits: int) -> bytes:
-    """Little-endian PCM to the model's big-endian."""
-    if bits == 16 and len(data) % 2 == 0:
-        arr = array("h", data)
-    elif bits == 32 and len(data) % 4 == 0:
-        arr = array("i", data)
-    elif bits == 24:
-        usable = len(data) - len(data) % 3
-        out = bytearray(data[:usable])
-        out[0::3], out[2::3] = data[2:usable:3], data[0:usable:3]
-        return bytes(out)
-    else:
-        return data
-    arr.byteswap()  # little- to big-endian whatever the host order
-    return arr.tobytes()
+def swap_pcm(data: bytes | memoryview, bits: int) -> bytes:
+    """Little-endian PCM ('sowt', lpcm) to the model's big-endian; 8-bit samples have
+    no byte order and stay as they are."""
+    if bits in (16, 24, 32):
+        return swap_endian(bytes(data), bits)
+    return bytes(data)
 
 
 def open_file(path: str) -> tuple[Mp4Demuxer, BinaryIO]:
@@ -636,4 +628,4 @@ def open_file(path: str) -> tuple[Mp4Demuxer, BinaryIO]:
         raise
 
 
-__all__ = ["Mp4Demuxer", "Sample", "SampleTable", "open_file"]
+__all__ = ["Mp4Demuxer", "Sample", "SampleTable", "open_file", "swap_pcm"]

@@ -35,7 +35,7 @@ from outputs.http.routes import (
     StaticRoute,
     route,
 )
-from outputs.selectors import BadQuery, parse_query, select_tracks
+from outputs.selectors import BadQuery, parse_query
 from shm.model import StreamState, TrackMeta
 
 log = logging.getLogger(__name__)
@@ -216,12 +216,7 @@ class HttpApp:
                 return error_response(503, f"Stream {r.stream!r} has no playable data yet")
             spec = r.spec
             try:
-                tracks = select_tracks(
-                    meta.tracks,
-                    opts.selectors,
-                    spec.carries,
-                    {"video": spec.max_video, "audio": spec.max_audio},
-                )
+                tracks = spec.select(meta.tracks, opts.selectors)
             except BadQuery as exc:
                 return error_response(400, str(exc))
             if not tracks:
