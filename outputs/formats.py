@@ -69,22 +69,25 @@ class FormatSpec:
     max_video: int = 1
     max_audio: int = 1
     connector: str = ""  # MistServer's standalone program name (capabilities)
+    meta: frozenset[str] = frozenset()  # subtitle formats: the meta codecs carried
 
     def carries(self, track: TrackMeta) -> bool:
         if track.type == "video":
             return track.codec in self.video
         if track.type == "audio":
             return track.codec in self.audio
-        return False
+        return track.codec in self.meta
 
     def select(
         self, tracks: Mapping[int, TrackMeta], selectors: Mapping[str, str]
     ) -> list[TrackMeta]:
         """The tracks a viewer gets (``?video=``/``?audio=`` or the defaults), limited to
         what this format carries and how many of each; raises ``BadQuery``."""
-        return select_tracks(
-            tracks, selectors, self.carries, {"video": self.max_video, "audio": self.max_audio}
-        )
+        limits = {"video": self.max_video, "audio": self.max_audio, "subtitle": 1}
+        chosen = select_tracks(tracks, selectors, self.carries, limits)
+        if not chosen and self.meta and "subtitle" not in selectors:  # SRT/WebVTT: the first
+            chosen = select_tracks(tracks, {"subtitle": "all"}, self.carries, limits)
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,14 @@ class AdtsMuxer:
         return b""
 
 
+def _build_srt(tracks: list[TrackMeta], live: bool) -> Muxer:
+    return _import("outputs.http.subrip", "SubtitleMuxer")(tracks, webvtt=False)
+
+
+def _build_vtt(tracks: list[TrackMeta], live: bool) -> Muxer:
+    return _import("outputs.http.subrip", "SubtitleMuxer")(tracks, webvtt=True)
+
+
 def _build_mp3(tracks: list[TrackMeta], live: bool) -> Muxer:
     return _import("mistcodecs.mp3", "Mp3Muxer")(tracks)
 
@@ -295,6 +306,16 @@ BUILTIN_FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec(
         "aac", ("aac",), "audio/aac", "html5/audio/aac", "AAC progressive", 8,
         frozenset(), frozenset({"AAC"}), _build_aac, connector="AAC",
+    ),
+    FormatSpec(
+        "srt", ("srt",), "text/plain; charset=utf-8", "html5/text/plain", "SRT subtitles", 1,
+        frozenset(), frozenset(), _build_srt, connector="SubRip",
+        meta=frozenset({"subtitle"}),
+    ),
+    FormatSpec(
+        "vtt", ("vtt", "webvtt"), "text/vtt; charset=utf-8", "html5/text/vtt",
+        "WebVTT subtitles", 1, frozenset(), frozenset(), _build_vtt, connector="SubRip",
+        meta=frozenset({"subtitle"}),
     ),
 )  # fmt: skip
 

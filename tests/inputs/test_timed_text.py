@@ -1,7 +1,8 @@
 """MP4 timed text (``tx3g``, ffmpeg's ``mov_text``) becomes the model's subtitle track:
 ``meta``/``subtitle``, payload = 4-byte big-endian cue duration + UTF-8 text, the empty
 gap samples dropped; checked against ffmpeg's own WebVTT conversion of the same file,
-in the demuxer, on the bus (MistInMP4) and in MistOutHTTP's info JSON."""
+in the demuxer, on the bus (MistInMP4), in MistOutHTTP's info JSON and in its SRT and
+WebVTT outputs (read back by ffmpeg)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def test_demuxer_gives_subtitle_payloads(mov_text: Path) -> None:
     assert got == ffmpeg_cues(mov_text)
 
 
-def test_mistinmp4_and_info_json(mov_text: Path, stream: str) -> None:
+def test_mistinmp4_info_json_srt_and_webvtt(mov_text: Path, stream: str, tmp_path: Path) -> None:
+    docs: dict[str, Path] = {}
     with InputProcess("mp4", stream, mov_text) as inp:
         reader = inp.reader()
         try:
@@ -93,6 +95,13 @@ def test_mistinmp4_and_info_json(mov_text: Path, stream: str) -> None:
             try:
                 with urllib.request.urlopen(f"{server.base}/json_{stream}.js", timeout=30) as r:
                     info = json.loads(r.read())
+                for ext in ("srt", "vtt", "webvtt"):
+                    with urllib.request.urlopen(f"{server.base}/{stream}.{ext}", timeout=30) as r:
+                        docs[ext] = tmp_path / f"out.{'vtt' if ext == 'webvtt' else ext}"
+                        docs[ext].write_bytes(r.read())
+                        assert r.headers["Content-Type"].startswith(
+                            "text/plain" if ext == "srt" else "text/vtt"
+                        )
             finally:
                 stop_server(server)
         finally:
@@ -108,3 +117,6 @@ def test_mistinmp4_and_info_json(mov_text: Path, stream: str) -> None:
     assert got == CUES
     described = [t for t in info["meta"]["tracks"].values() if t["type"] == "meta"]
     assert [(t["codec"], t["trackid"]) for t in described] == [("subtitle", sub.id)]
+    for ext, doc in docs.items():
+        assert ffmpeg_cues(doc) == CUES, ext
+    assert docs["srt"].read_text().startswith("1\n00:00:01,000 --> 00:00:02,500\nHello world\n")
