@@ -74,8 +74,10 @@ def serve(fd: int) -> None:
     """The zygote: import the buffer once, then fork one per request until EOF."""
     import gc
 
-    import inputs.buffer  # noqa: F401 - the point: imported once, shared by every child
+    from inputs import buffer  # the point: imported once, shared by every child
 
+    with contextlib.suppress(Exception):  # click imports and looks up more on first parse
+        buffer.main.make_context("MistInBuffer", ["-s", "warmup", "push://"])
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the connector decides when we go
     gc.freeze()  # keep the collector from touching (and so copying) the shared pages
