@@ -6,8 +6,10 @@ MistInBuffer of the pushed stream from the bus, viewed over RTMP and HTTP-FLV; n
 in real time by its own process (``bench.publisher``).
 
 Each step opens N viewers (``bench.loadclient``: set-up parsed, then bytes only counted,
-``SO_RCVLOWAT`` batching) spread over load processes of at most ``PER_LOADER`` viewers.
-After a warm-up every viewer's byte count is taken at the same two instants; a viewer is
+``SO_RCVLOWAT`` batching) spread over load processes of at most ``PER_LOADER`` viewers,
+and waits until all play (``setup_s``, at most ``SETUP_MAX_S``; ``not_playing_at_start``
+counts those that never did). After a warm-up every viewer's byte count is taken at the
+same two instants; a viewer is
 *kept at real time* when it received at least ``KEEP_RATIO`` of the source's byte rate
 in between. Steps go up until one viewer is not kept; ``max_kept`` is the last step
 where all were. ``source_ratio`` is what the publisher itself sent in the window against
@@ -38,40 +40,48 @@ KBPS = 1000
 KEEP_RATIO = 0.85
 WARMUP_S = 3.0
 PER_LOADER = 500
+SETUP_MAX_S = 60.0  # the longest a step waits for all its viewers to play
 RCVLOWAT = 32 * 1024
 TARGETS = {"max_kept_http_flv": 2000, "ratio_rtmp_mistpy_over_nginx": 1.0}
 
 
 def _loader(
-    kind: str, port: int, name: str, count: int, start_at: float, end_at: float, out: Any
+    kind: str, port: int, name: str, count: int, start: Any, window: float, ready: Any, out: Any
 ) -> None:
-    """One load process: ``count`` viewers; their bytes between ``start_at`` and
-    ``end_at`` (monotonic, the same clock in every process) and this process's CPU in
-    that window."""
+    """One load process: ``count`` viewers. Once all play (or ``SETUP_MAX_S`` passed) it
+    says so on ``ready`` and waits for the parent to set ``start`` (monotonic, the same
+    clock in every process); then their bytes over ``window`` and this process's CPU."""
     import asyncio
 
-    async def main() -> list[int]:
+    async def main() -> None:
+        launched = time.monotonic()
         stats = [lc.ViewerStats() for _ in range(count)]
-        seconds = end_at - time.monotonic() + 1.0
         tasks = []
         for i, st in enumerate(stats):
             if kind == "http":
                 coro = lc.http_viewer(
-                    "127.0.0.1", port, f"/{name}.flv", seconds, st, 3600, rcvlowat=RCVLOWAT
+                    "127.0.0.1", port, f"/{name}.flv", 3600, st, 3600, rcvlowat=RCVLOWAT
                 )
             else:
                 coro = lc.rtmp_viewer(
-                    "127.0.0.1", port, "live", name, seconds, st, 3600, rcvlowat=RCVLOWAT
+                    "127.0.0.1", port, "live", name, 3600, st, 3600, rcvlowat=RCVLOWAT
                 )
             tasks.append(asyncio.ensure_future(coro))
             if i % 50 == 49:
                 await asyncio.sleep(0.05)  # a ramp, not a SYN flood
-        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        while time.monotonic() - launched < SETUP_MAX_S:
+            if all((s.status and s.bytes) or s.error for s in stats):
+                break
+            await asyncio.sleep(0.1)
+        ready.put(time.monotonic() - launched)
+        while not start.value:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(max(0.0, start.value - time.monotonic()))
         before = [s.bytes for s in stats]
-        late = time.monotonic() - start_at
+        late = time.monotonic() - start.value
         not_playing = sum(1 for s in stats if not s.status or s.error)
         cpu0 = time.process_time()
-        await asyncio.sleep(max(0.0, end_at - time.monotonic()))
+        await asyncio.sleep(max(0.0, start.value + window - time.monotonic()))
         got = [s.bytes - b for s, b in zip(stats, before, strict=True)]
         cpu = time.process_time() - cpu0
         for t in tasks:
@@ -81,7 +91,6 @@ def _loader(
         out.put(
             {"got": got, "late_s": late, "errors": errors, "cpu": cpu, "not_playing": not_playing}
         )
-        return got
 
     lc.run(main())
 
@@ -97,23 +106,26 @@ def _step(
     pub: PublisherProcess,
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
+    ready, q = ctx.Queue(), ctx.Queue()
+    start = ctx.Value("d", 0.0)
     loaders = -(-viewers // PER_LOADER)
     shares = [viewers // loaders + (1 if i < viewers % loaders else 0) for i in range(loaders)]
-    # process start-up (~1-2 s on a busy machine), the ramp, then the warm-up
-    start_at = time.monotonic() + 3.0 + max(shares) / 300 + WARMUP_S
-    end_at = start_at + window
     procs = [
-        ctx.Process(target=_loader, args=(kind, port, name, n, start_at, end_at, q), daemon=True)
+        ctx.Process(
+            target=_loader, args=(kind, port, name, n, start, window, ready, q), daemon=True
+        )
         for n in shares
     ]
     for proc in procs:
         proc.start()
+    setup = max(ready.get(timeout=SETUP_MAX_S + 60) for _ in procs)
+    start_at = time.monotonic() + WARMUP_S  # every viewer plays: the warm-up, then measure
+    start.value = start_at
     time.sleep(max(0.0, start_at - time.monotonic()))
     c0, s0 = cpu_seconds(pids), pub.sent_bytes
-    time.sleep(max(0.0, end_at - time.monotonic()))
+    time.sleep(max(0.0, start_at + window - time.monotonic()))
     c1, s1 = cpu_seconds(pids), pub.sent_bytes
-    reports = [q.get(timeout=end_at - time.monotonic() + 60) for _ in procs]
+    reports = [q.get(timeout=60) for _ in procs]
     for proc in procs:
         proc.join(10)
     server = sum(t - c0.get(pid, t) for pid, t in c1.items()) / window * 100
@@ -130,6 +142,7 @@ def _step(
         "load_cpu_percent": round(sum(r["cpu"] for r in reports) / window * 100, 1),
         "load_cpu_busiest_percent": round(max(r["cpu"] for r in reports) / window * 100, 1),
         "load_late_s": round(max(r["late_s"] for r in reports), 2),
+        "setup_s": round(setup, 1),
         "not_playing_at_start": sum(r["not_playing"] for r in reports),
         **({"errors": errors} if errors else {}),
     }
@@ -146,7 +159,7 @@ def _stepping(
     pids: Callable[[], list[int]],
 ) -> tuple[int, list[dict[str, Any]]]:
     rate = byte_rate(read_flv_tags(source))
-    long = len(steps) * (window + WARMUP_S + 20) + 30
+    long = len(steps) * (window + WARMUP_S + SETUP_MAX_S + 20) + 30
     pub = PublisherProcess(pub_port, "live", name, source, long)
     try:
         time.sleep(2.0)  # the buffer turns READY after a second of media
