@@ -29,7 +29,7 @@ from bench.peers import nginx_version
 JSON_NAME = "benchmarks.json"
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
-MAX_CELL = 120
+MAX_CELL = 200
 
 
 def _first_line(cmd: list[str]) -> str:
