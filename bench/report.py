@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ JSON_NAME = "benchmarks.json"
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
 MAX_CELL = 200
+
+
+def stepped_summary(runs: list[int], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stepped suite's result: the last step kept in each run, median and spread."""
+    return {
+        "max_kept_median": statistics.median(runs),
+        "max_kept_runs": runs,
+        "spread": [min(runs), max(runs)],
+        "last_run_steps": steps,
+    }
 
 
 def _first_line(cmd: list[str]) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 from bench import loadclient as lc
 from bench.peers import PeerError, cpu_seconds, live_servers
 from bench.publisher import PublisherProcess, byte_rate, make_flv, read_flv_tags
+from bench.report import stepped_summary
 
 KBPS = 1000
 KEEP_RATIO = 0.85
@@ -178,15 +179,6 @@ def _stepping(
         pub.stop()
 
 
-def _summary(runs: list[int], steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "max_kept_median": statistics.median(runs),
-        "max_kept_runs": runs,
-        "spread": [min(runs), max(runs)],
-        "last_run_steps": steps,
-    }
-
-
 def run(quick: bool) -> dict[str, Any]:
     steps = [50, 200] if quick else [250, 500, 1000, 2000, 3000]
     window = 4.0 if quick else 6.0
@@ -223,7 +215,7 @@ def run(quick: bool) -> dict[str, Any]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for label, values in runs.items():
-        out[label] = _summary(values, last[label])
+        out[label] = stepped_summary(values, last[label])
     theirs = statistics.median(runs["nginx_rtmp"]) if runs.get("nginx_rtmp") else 0
     for label in ("mistpy_rtmp", "mistpy_http_flv"):
         if theirs and runs.get(label):

@@ -32,7 +32,8 @@ from typing import Any
 import psutil
 
 from bench import loadclient as lc
-from bench.peers import Nginx, PeerError, free_port, nginx_available, wait_port
+from bench.peers import Nginx, PeerError, cpu_seconds, free_port, nginx_available, wait_port
+from bench.report import stepped_summary
 
 BITRATE = 2_000_000
 KEEP_RATIO = 0.9
@@ -104,17 +105,6 @@ def _worker(port: int, names: list[str], source: str, seconds: float, out: Any) 
     out.put(lc.run(main()))
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            out[pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def _step(
     port: int, count: int, prefix: str, source: Path, seconds: float, pids: Callable[[], list[int]]
 ) -> dict[str, Any]:
@@ -128,14 +118,14 @@ def _step(
         )
         for w in range(workers)
     ]
-    before = _cpu_seconds(pids())
+    before = cpu_seconds(pids())
     t0 = time.monotonic()
     for p in procs:
         p.start()
     results: list[dict[str, Any]] = []
     for _ in procs:
         results += q.get(timeout=seconds + 60)
-    after = _cpu_seconds(pids())
+    after = cpu_seconds(pids())
     # processes born during the step (one buffer per new stream) count from zero
     used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
     cpu = 100 * used / (time.monotonic() - t0)
@@ -206,15 +196,6 @@ def mist_rtmp() -> Iterator[tuple[int, Callable[[], list[int]]]]:
             proc.wait()
 
 
-def _summary(runs: list[int], steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "max_kept_median": statistics.median(runs),
-        "max_kept_runs": runs,
-        "spread": [min(runs), max(runs)],
-        "last_run_steps": steps,
-    }
-
-
 def run(quick: bool) -> dict[str, Any]:
     seconds = 8.0 if quick else 15.0
     reps = 2 if quick else 3
@@ -234,7 +215,7 @@ def run(quick: bool) -> dict[str, Any]:
             with mist_rtmp() as (port, pids):
                 best, mine = _stepping(port, f"in{rep}m", steps, source, seconds, pids)
                 ours.append(best)
-            out["mistpy"] = _summary(ours, mine)
+            out["mistpy"] = stepped_summary(ours, mine)
             if nginx_available():
                 try:
                     with Nginx() as ngx:
@@ -245,7 +226,7 @@ def run(quick: bool) -> dict[str, Any]:
                 except PeerError as exc:
                     out["nginx_error"] = str(exc)
         if theirs:
-            out["nginx_rtmp"] = _summary(theirs, other)
+            out["nginx_rtmp"] = stepped_summary(theirs, other)
             n = statistics.median(theirs)
             out["ratio_max_kept_mistpy_over_nginx"] = (
                 round(statistics.median(ours) / n, 2) if n else None
