@@ -11,6 +11,7 @@ of the payload).
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -127,3 +128,15 @@ def serve_http() -> Iterator[HttpHandler]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def encode_clip(path: Path, size: str, seconds: int) -> Path:
+    """An H264 + AAC MP4 test clip made by the ffmpeg CLI (1 s keyframe interval)."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-y", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path

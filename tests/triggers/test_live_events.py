@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,10 @@ from tests.controller.conftest import Mist, base_config, free_port
 from tests.controller.conftest import module_factory as module_factory
 from tests.live.conftest import ffmpeg_publish, stop_proc, wait_for, wait_ready
 from tests.outputs_http.media import decode
-from tests.triggers.handlers import HttpHandler, ScriptHandler, serve_http
+from tests.triggers.handlers import HttpHandler, ScriptHandler, encode_clip
 from tests.triggers.test_outputs import _listening, http_get
+from tests.triggers.test_outputs import handler as handler  # module-scoped fixtures
+from tests.triggers.test_outputs import script as script
 
 PROGRAMS = ("MistOutRTMP", "MistOutHTTP", "MistInBuffer", "MistInMP4")
 NEVER_BPS = 10**12  # a LIVE_BANDWIDTH threshold no test stream reaches
@@ -31,26 +32,8 @@ LIMIT_BPS = 1000
 
 
 @pytest.fixture(scope="module")
-def handler() -> Iterator[HttpHandler]:
-    yield from serve_http()
-
-
-@pytest.fixture(scope="module")
-def script(tmp_path_factory: pytest.TempPathFactory) -> ScriptHandler:
-    return ScriptHandler(tmp_path_factory.mktemp("handler"))
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "2",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-y", str(path)],
-        check=True, timeout=60,
-    )  # fmt: skip
-    return path
+    return encode_clip(tmp_path_factory.mktemp("media") / "clip.mp4", "160x120", 2)
 
 
 @pytest.fixture(scope="module")

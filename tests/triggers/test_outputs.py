@@ -24,7 +24,7 @@ from tests.controller.conftest import Mist, base_config, free_port
 from tests.controller.conftest import module_factory as module_factory
 from tests.live.conftest import ffmpeg_publish, stop_proc, wait_for, wait_ready
 from tests.outputs_http.media import decode
-from tests.triggers.handlers import HttpHandler, ScriptHandler, serve_http
+from tests.triggers.handlers import HttpHandler, ScriptHandler, encode_clip, serve_http
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,7 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> ScriptHandler:
 
 @pytest.fixture(scope="module")
 def vod_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "4",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-y", str(path)],
-        check=True, timeout=60,
-    )  # fmt: skip
-    return path
+    return encode_clip(tmp_path_factory.mktemp("media") / "clip.mp4", "320x240", 4)
 
 
 def deny_bad(body: str) -> str:
