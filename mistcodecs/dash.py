@@ -3,7 +3,10 @@
 One Period, one AdaptationSet per content type, one Representation per track,
 each with its own ``SegmentTemplate`` (timescale 1000, MistServer's names
 ``$RepresentationID$/init.m4s`` and ``$RepresentationID$/chunk_$Time$.m4s``) and a
-``SegmentTimeline`` built from the segments' ms boundaries. Static MPDs (VoD)
+``SegmentTimeline`` built from the segments' ms boundaries. Subtitle tracks get an
+AdaptationSet each (one language per set, DASH-IF IOP) of segmented WebVTT: mimeType
+``text/vtt``, segments ``$RepresentationID$/chunk_$Time$.vtt`` and no initialization
+segment -- what dash.js (its non-ISOBMFF text path) and FFmpeg's dash demuxer read. Static MPDs (VoD)
 carry ``mediaPresentationDuration``; dynamic ones (live) carry
 ``availabilityStartTime``, ``publishTime``, ``minimumUpdatePeriod``,
 ``timeShiftBufferDepth``, ``suggestedPresentationDelay`` and ``UTCTiming``, and
@@ -35,6 +38,8 @@ UTC_HTTP_ISO = "urn:mpeg:dash:utc:http-iso:2014"
 UTC_DIRECT = "urn:mpeg:dash:utc:direct:2014"
 INIT_TEMPLATE = "$RepresentationID$/init.m4s"
 MEDIA_TEMPLATE = "$RepresentationID$/chunk_$Time$.m4s"
+VTT_TEMPLATE = "$RepresentationID$/chunk_$Time$.vtt"
+ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 _Q = f"{{{NS}}}"
 
 
@@ -89,7 +94,7 @@ class Representation:
     audio_sampling_rate: int | None = None
     channels: int | None = None
     timescale: int = 1000
-    initialization: str = INIT_TEMPLATE
+    initialization: str = INIT_TEMPLATE  # "" = none (segmented WebVTT)
     media: str = MEDIA_TEMPLATE
     start_number: int | None = None
     duration: int | None = None  # fixed segment duration (templates without a timeline)
@@ -102,6 +107,7 @@ class AdaptationSet:
     mime_type: str
     representations: list[Representation] = field(default_factory=list)
     lang: str | None = None
+    role: str | None = None  # urn:mpeg:dash:role:2011 value, e.g. "subtitle"
 
 
 @dataclass
@@ -227,6 +233,8 @@ class Mpd:
             )
             if aset.lang:
                 a.set("lang", aset.lang)
+            if aset.role:
+                ET.SubElement(a, "Role", {"schemeIdUri": ROLE_SCHEME, "value": aset.role})
             for rep in aset.representations:
                 self._render_rep(a, rep)
         for scheme, value in self.utc_timing:
@@ -239,11 +247,10 @@ class Mpd:
         )
 
     def _render_rep(self, parent: ET.Element, rep: Representation) -> None:
-        r = ET.SubElement(
-            parent,
-            "Representation",
-            {"id": rep.id, "codecs": rep.codecs, "bandwidth": str(rep.bandwidth)},
-        )
+        r = ET.SubElement(parent, "Representation", {"id": rep.id})
+        if rep.codecs:
+            r.set("codecs", rep.codecs)
+        r.set("bandwidth", str(rep.bandwidth))
         if rep.width is not None and rep.height is not None:
             r.set("width", str(rep.width))
             r.set("height", str(rep.height))
@@ -260,11 +267,10 @@ class Mpd:
                     "value": str(rep.channels),
                 },
             )
-        attrs = {
-            "timescale": str(rep.timescale),
-            "initialization": rep.initialization,
-            "media": rep.media,
-        }
+        attrs = {"timescale": str(rep.timescale)}
+        if rep.initialization:
+            attrs["initialization"] = rep.initialization
+        attrs["media"] = rep.media
         if rep.start_number is not None:
             attrs["startNumber"] = str(rep.start_number)
         if rep.duration is not None:
@@ -376,6 +382,8 @@ def parse_mpd(text: str | bytes) -> Mpd:
         mpd.period_start = parse_duration(start)
     for a in period.findall(f"{_Q}AdaptationSet"):
         aset = AdaptationSet(a.get("contentType", ""), a.get("mimeType", ""), lang=a.get("lang"))
+        if (role := a.find(f"{_Q}Role")) is not None:
+            aset.role = role.get("value")
         a_tpl = a.find(f"{_Q}SegmentTemplate")
         for r in a.findall(f"{_Q}Representation"):
             aset.mime_type = aset.mime_type or r.get("mimeType", "")
@@ -498,11 +506,13 @@ def representation_for(
     its segments' (start, end) in ms; the id is the track id."""
     rep = Representation(
         id=str(track.id),
-        codecs="wvtt" if track.codec == "subtitle" else codec_string(track),
+        codecs="" if track.codec == "subtitle" else codec_string(track),
         bandwidth=bandwidth or max(track.bps * 8, track.maxbps * 8, 1),
         timeline=build_timeline(spans),
     )
-    if track.type == "video":
+    if track.codec == "subtitle":
+        rep.initialization, rep.media = "", VTT_TEMPLATE
+    elif track.type == "video":
         rep.width, rep.height = track.width or None, track.height or None
         rep.frame_rate = frame_rate_text(track.fpks)
     elif track.type == "audio":
@@ -532,9 +542,14 @@ def mpd_for_tracks(
     chunk exists."""
     sets: dict[str, AdaptationSet] = {}
     for track, spans in tracks:
-        kind = {"video": "video", "audio": "audio"}.get(track.type, "text")
-        mime = {"video": "video/mp4", "audio": "audio/mp4"}.get(kind, "application/mp4")
-        aset = sets.setdefault(kind, AdaptationSet(kind, mime, lang=track.lang or None))
+        if track.codec == "subtitle":
+            key, aset = f"text{track.id}", AdaptationSet("text", "text/vtt", role="subtitle")
+            aset.lang = track.lang or None
+        else:
+            key = {"video": "video", "audio": "audio"}.get(track.type, "text")
+            mime = {"video": "video/mp4", "audio": "audio/mp4"}.get(key, "application/mp4")
+            aset = AdaptationSet(key, mime, lang=track.lang or None)
+        aset = sets.setdefault(key, aset)
         aset.representations.append(representation_for(track, spans))
     mpd = Mpd(adaptation_sets=list(sets.values()), dynamic=live, min_buffer_time=target_s)
     if not live:

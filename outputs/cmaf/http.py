@@ -13,7 +13,8 @@ URLs (MistServer's layout, reference section 4); one rendition per track:
   answer blocking reloads (``_HLS_msn``/``_HLS_part``; bad values are a 400)
 * ``/cmaf/<s>/<trk>/init.m4s``, ``chunk_<t>.m4s`` (segment), ``chunk_<t>.<n>.m4s`` (part);
   the segment in progress is sent with chunked transfer, part by part as made
-* ``/cmaf/<s>/<sub>/index.m3u8`` -- WebVTT subtitles for HLS (not in the MPD yet)
+* ``/cmaf/<s>/<sub>/index.m3u8`` -- WebVTT subtitles for HLS; the MPD lists the same
+  segments as ``<sub>/chunk_<t>.vtt`` (a text AdaptationSet per subtitle track)
 
 DASH and HLS share the same segment bytes. A live segment is ``styp`` plus the
 moof+mdat of each of its parts, so a segment and its parts hold the same fragments.
@@ -53,6 +54,8 @@ from outputs.hls.http import (
     subtitle_renditions,
     subtitle_response,
     subtitle_tracks,
+    vtt_key,
+    webvtt_bytes,
     window_of,
 )
 from outputs.http.message import Request, Response, Sink, error_response
@@ -89,7 +92,7 @@ def mpd(seg: StreamSegments, query: str = "") -> str:
     """The MPD; ``query`` (``tkn=...``) is added to the segment URL templates."""
     shown = window_of(seg)
     spans = [(s.start_ms + shift_of(seg), s.end_ms + shift_of(seg)) for s in shown]
-    tracks = [(t, spans) for t in cmaf_tracks(seg)]
+    tracks = [(t, spans) for t in dash_tracks(seg)]
     if not seg.live:
         end = shown[-1].end_ms if shown else 0
         start = shown[0].start_ms if shown else 0
@@ -103,7 +106,7 @@ def mpd(seg: StreamSegments, query: str = "") -> str:
         # expected length; it is sent chunked, part by part (open_segment_response)
         last = shown[-1]
         spans = [*spans, (opened, opened + last.end_ms - last.start_ms)]
-        tracks = [(t, spans) for t in cmaf_tracks(seg)]
+        tracks = [(t, spans) for t in dash_tracks(seg)]
     doc = mpd_for_tracks(
         tracks,
         live=True,
@@ -116,11 +119,17 @@ def mpd(seg: StreamSegments, query: str = "") -> str:
     return with_template_query(doc, query).render()
 
 
+def dash_tracks(seg: StreamSegments) -> list[TrackMeta]:
+    """The MPD's tracks: the media ones, then the subtitles (segmented WebVTT)."""
+    return [*cmaf_tracks(seg), *subtitle_tracks(seg)]
+
+
 def with_template_query(doc: Mpd, query: str) -> Mpd:
     if query:
         for aset in doc.adaptation_sets:
             for rep in aset.representations:
-                rep.initialization += f"?{query}"
+                if rep.initialization:
+                    rep.initialization += f"?{query}"
                 rep.media += f"?{query}"
     return doc
 
@@ -310,6 +319,25 @@ async def chunk_response(
     return respond.media_response(req, seg, body, respond.M4S, segment_key(seg, track, span))
 
 
+async def dash_subtitle_response(
+    req: Request, seg: StreamSegments, track: TrackMeta, leaf: str
+) -> Response:
+    """``chunk_<t>.vtt``: the WebVTT segment the MPD's text template names, its times
+    (file and cues) lifted by :func:`shift_of` as the media's are; the segment in
+    progress (listed last in a live MPD) is answered once it completes."""
+    text = leaf[len("chunk_") : -len(".vtt")]
+    shift = shift_of(seg)
+    start = int(text) - shift if text.isdigit() else None
+    if start is not None and seg.live and start == seg.open_start:
+        await seg.wait_for(lambda: seg.span_at(start) is not None, 3.0 * seg.target_s)
+    span = seg.span_at(start) if start is not None else None
+    if span is None:
+        return respond.not_found(f"subtitle segment {leaf}")
+    body = await webvtt_bytes(seg, track, span, 0, shift)
+    key = vtt_key(seg, track, span, 0, shift)
+    return respond.media_response(req, seg, body, respond.VTT, key)
+
+
 def open_segment_response(seg: StreamSegments, track: TrackMeta, start: int) -> Response:
     """The segment still being produced, sent with chunked transfer encoding one part
     (moof + mdat) at a time as each completes (LL-DASH style delivery); the bytes are
@@ -356,6 +384,8 @@ async def _handle(req: Request, stream: str, rest: str) -> Response:
         return respond.playlist_response(req, master(seg), respond.M3U8, seg)
     head, _, leaf = rest.partition("/")
     sub = next((t for t in subtitle_tracks(seg) if str(t.id) == head), None)
+    if sub is not None and leaf.startswith("chunk_") and leaf.endswith(".vtt"):
+        return await dash_subtitle_response(req, seg, sub, leaf)
     if sub is not None and "/" not in leaf:
         return await subtitle_response(req, seg, sub, leaf, 0)  # fMP4 time starts at 0
     track = next((t for t in cmaf_tracks(seg) if str(t.id) == head), None)

@@ -174,22 +174,28 @@ def ts_key(seg: StreamSegments, combo: list[TrackMeta], span: SegmentSpan) -> tu
 
 
 async def webvtt_bytes(
-    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int
+    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int, shift_ms: int = 0
 ) -> bytes:
+    """The cues overlapping ``span``, their times moved by ``shift_ms`` (DASH lifts a
+    negative VoD start to 0)."""
+
     async def produce() -> bytes:
         lo = span.start_ms - webvtt.CUE_LOOKBACK_MS
         if seg.live and seg.window.first_ms is not None:
             lo = max(lo, seg.window.first_ms)
         packets = await seg.packets([track.id], lo, span.end_ms, SERVICE.open_reader)
-        return webvtt.segment(webvtt.cues(packets[track.id]), span.start_ms, span.end_ms, mpegts)
+        cues = webvtt.cues(packets[track.id])
+        if shift_ms:
+            cues = [webvtt.Cue(c.start_ms + shift_ms, c.end_ms + shift_ms, c.text) for c in cues]
+        return webvtt.segment(cues, span.start_ms + shift_ms, span.end_ms + shift_ms, mpegts)
 
-    return await respond.cached(vtt_key(seg, track, span, mpegts), produce)
+    return await respond.cached(vtt_key(seg, track, span, mpegts, shift_ms), produce)
 
 
 def vtt_key(
-    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int
+    seg: StreamSegments, track: TrackMeta, span: SegmentSpan, mpegts: int, shift_ms: int = 0
 ) -> tuple[Any, ...]:
-    return ("vtt", seg.stream, seg.generation, track.id, span.start_ms, mpegts)
+    return ("vtt", seg.stream, seg.generation, track.id, span.start_ms, mpegts, shift_ms)
 
 
 async def subtitle_response(

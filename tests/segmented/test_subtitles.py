@@ -3,11 +3,15 @@ them (with the X-TIMESTAMP-MAP of their media kind), FFmpeg reads the cues back.
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
 from collections.abc import Iterator
 
 import av
 import pytest
 
+from mistcodecs.dash import parse_mpd, segment_list
 from mistcodecs.hls import check_media_playlist, parse_master_playlist, parse_media_playlist
 from shm.model import TrackMeta
 from tests.outputs_http.conftest import Frame, Server, Source, publish_vod, unique
@@ -80,3 +84,46 @@ def test_ffmpeg_reads_the_cues(server: Server, subbed: str) -> None:
                     end = start + round((packet.duration or 0) * packet.time_base * 1000)
                     got.add((start, end, bytes(packet).decode().strip()))
     assert got == {(start, start + duration, text) for start, duration, text in CUES}
+
+
+def test_mpd_lists_segmented_webvtt(server: Server, subbed: str) -> None:
+    """The MPD has a text AdaptationSet (text/vtt, role subtitle, the track's language)
+    whose template names served WebVTT segments; FFmpeg's WebVTT demuxer reads every
+    segment back to the source cues, and its dash demuxer finds the subtitle stream."""
+    doc = parse_mpd(fetch(server, f"/cmaf/{subbed}/index.mpd")[2])
+    text = [a for a in doc.adaptation_sets if a.content_type == "text"]
+    assert [(a.mime_type, a.lang, a.role) for a in text] == [("text/vtt", "eng", "subtitle")]
+    (rep,) = text[0].representations
+    video = next(a for a in doc.adaptation_sets if a.content_type == "video").representations[0]
+    assert rep.id == "3" and rep.initialization == "" and rep.timeline == video.timeline
+    got: set[tuple[int, int, str]] = set()
+    for _, _, uri in segment_list(rep):
+        assert uri.startswith("3/chunk_") and uri.endswith(".vtt")
+        status, headers, body, _ = fetch(server, f"/cmaf/{subbed}/{uri}")
+        assert status == 200 and headers["content-type"].startswith("text/vtt")
+        assert body.startswith(b"WEBVTT\n")
+        with av.open(io.BytesIO(body), format="webvtt") as c:
+            for packet in c.demux():
+                if packet.size and packet.pts is not None and packet.time_base is not None:
+                    start = round(packet.pts * packet.time_base * 1000)
+                    end = start + round((packet.duration or 0) * packet.time_base * 1000)
+                    got.add((start, end, bytes(packet).decode().strip()))
+    assert got == {(start, start + duration, text) for start, duration, text in CUES}
+    assert fetch(server, f"/cmaf/{subbed}/3/chunk_1.vtt")[0] == 404
+    # PyAV's FFmpeg has no DASH demuxer (libxml2): the Debian ffprobe reads the MPD
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "s", "-show_entries",
+         "stream=codec_name:stream_tags=language:packet=pts_time,duration_time",
+         "-of", "json", f"{server.base}/cmaf/{subbed}/index.mpd"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert [(s["codec_name"], s["tags"]["language"]) for s in found["streams"]] == [
+        ("webvtt", "eng")
+    ]
+    times = {(round(float(p["pts_time"]) * 1000), round(float(p["duration_time"]) * 1000))
+             for p in found["packets"]}  # fmt: skip
+    # FFmpeg's WebVTT demuxer reads its input whole at open: through dashdec that is
+    # the segments fetched while probing, so only the first cues come back this way
+    assert times and times <= {(start, duration) for start, duration, _ in CUES}
