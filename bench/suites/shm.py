@@ -5,7 +5,10 @@
   returns it.
 * ``floor_*``: the same 20 processes woken the same way (one futex broadcast) doing
   nothing but reading a counter: what 20 Python processes on this machine's cores can
-  reach at all. Bus and floor rounds alternate so both see the same load.
+  reach at all.
+* ``native_floor_*``: the same hand-off in C (``bench/native/futex_floor.c``, built with
+  the system's C compiler): what the kernel and the machine's (virtual) CPUs allow before
+  any Python runs. Bus, floor and native rounds take turns so all see the same load.
 * ``packets_per_s``: one writer, one reader process, 1400-byte packets, as fast as they go.
 * ``idle_cpu_percent``: CPU used by 20 readers blocked on an idle stream (sum, % of a core).
 """
@@ -14,9 +17,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import struct
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -30,6 +37,8 @@ STAMP = struct.Struct("<Q")
 U32 = struct.Struct("<I")  # floor page: futex word (a counter) at 0, stamps from 64
 FLOOR_SLOTS = 8192  # stamps kept: longer than any scheduler stall at 2 ms pacing
 TARGETS = {"handoff_p99_ms": 1.0, "packets_per_s": 200_000, "idle_cpu_percent": 1.0}
+NATIVE_SOURCE = Path(__file__).resolve().parent.parent / "native" / "futex_floor.c"
+PACE_US = 2000  # packets 2 ms apart: each arrives on an idle bus
 
 
 def _reader_handoff(stream: str, floor: str, rounds: int, ready: Any, out: Any) -> None:
@@ -134,65 +143,110 @@ def _start(ctx: Any, target: Any, args: tuple[Any, ...], count: int, ready: Any)
     return procs
 
 
-def handoff(quick: bool, readers: int = 20) -> dict[str, float]:
-    """Bus hand-off and floor, in alternating rounds so both see the same machine load."""
+def native_floor_binary(workdir: Path) -> Path | None:
+    """Build the C floor into ``workdir``; None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = workdir / "futex_floor"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(NATIVE_SOURCE)], check=True)
+    return exe
+
+
+def native_floor_round(exe: Path, readers: int, packets: int) -> tuple[list[int], float]:
+    """One round of the C floor: hand-off latencies (ns) and reader CPU per wake-up (s)."""
+    out = subprocess.run(
+        [str(exe), str(readers), str(packets), str(PACE_US)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split("\n")
+    cpu_us = float(out[0].split()[1])
+    return [int(x) for x in out[1:] if x], cpu_us / 1e6
+
+
+def handoff(quick: bool, readers: int = 20) -> dict[str, Any]:
+    """Bus hand-off, Python floor and C floor, in turns so all see the same machine load."""
     ctx = mp.get_context("spawn")
     stream = f"benchhandoff{os.getpid()}"
     floor = Segment.create(f"/MstBenchFloor{os.getpid()}", 64 + 8 * FLOOR_SLOTS)
     assert floor.map is not None
     fx = Futex(floor.map, 0)
     ready, out = ctx.Queue(), ctx.Queue()
-    # short alternating rounds: a burst of load from elsewhere hits both kinds alike
+    # short alternating rounds: a burst of load from elsewhere hits every kind alike
     rounds = 4 if quick else 16
     per_round = 150 if quick else 250
-    try:
-        with StreamWriter(stream) as w:
-            tid = w.add_track(TrackMeta(0, "video", "H264"))
-            w.append(tid, 0, 0, True, STAMP.pack(1) + bytes(100))
-            procs = _start(ctx, _reader_handoff, (stream, floor.name, rounds, ready, out),
-                           readers, ready)  # fmt: skip
-            dts = 0
-            seq = 0
-            for n in range(rounds):
-                time.sleep(0.3)  # let every reader block
-                for i in range(per_round + 1):
-                    time.sleep(0.002)  # paced: measure a packet arriving on an idle bus
-                    stamp = time.monotonic_ns() if i < per_round else 0
-                    if n % 2 == 0:
-                        seq += 1
-                        STAMP.pack_into(floor.view, _floor_slot(seq), stamp)
-                        U32.pack_into(floor.view, 0, seq)
-                        fx.wake()
-                    else:
-                        dts += 33
-                        w.append(tid, dts, 0, i % 30 == 0, STAMP.pack(stamp) + bytes(1000))
-            lat: list[int] = []
-            flat: list[int] = []
-            cpu = [0.0, 0.0]
-            for _ in procs:
-                a, b, c = out.get(timeout=60)
-                lat.extend(a)
-                flat.extend(b)
-                cpu = [cpu[0] + c[0], cpu[1] + c[1]]
-            for p in procs:
-                p.join(10)
-    finally:
-        fx.close()
-        floor.unlink()
-        floor.close()
-    res: dict[str, float] = {}
-    for name, xs in (("handoff", lat), ("floor", flat)):
+    native: list[int] = []
+    native_cpu = 0.0
+    with tempfile.TemporaryDirectory(prefix="mistpy-bench-") as tmp:
+        exe = native_floor_binary(Path(tmp))
+        try:
+            with StreamWriter(stream) as w:
+                tid = w.add_track(TrackMeta(0, "video", "H264"))
+                w.append(tid, 0, 0, True, STAMP.pack(1) + bytes(100))
+                procs = _start(ctx, _reader_handoff, (stream, floor.name, rounds, ready, out),
+                               readers, ready)  # fmt: skip
+                dts = 0
+                seq = 0
+                for n in range(rounds):
+                    time.sleep(0.3)  # let every reader block
+                    for i in range(per_round + 1):
+                        time.sleep(PACE_US / 1e6)
+                        stamp = time.monotonic_ns() if i < per_round else 0
+                        if n % 2 == 0:
+                            seq += 1
+                            STAMP.pack_into(floor.view, _floor_slot(seq), stamp)
+                            U32.pack_into(floor.view, 0, seq)
+                            fx.wake()
+                        else:
+                            dts += 33
+                            w.append(tid, dts, 0, i % 30 == 0, STAMP.pack(stamp) + bytes(1000))
+                    if n % 2 and exe is not None:  # our readers sleep in the next floor round
+                        lat_c, cpu_c = native_floor_round(exe, readers, per_round)
+                        native.extend(lat_c)
+                        native_cpu += cpu_c * len(lat_c)
+                lat: list[int] = []
+                flat: list[int] = []
+                cpu = [0.0, 0.0]
+                for _ in procs:
+                    a, b, c = out.get(timeout=60)
+                    lat.extend(a)
+                    flat.extend(b)
+                    cpu = [cpu[0] + c[0], cpu[1] + c[1]]
+                for p in procs:
+                    p.join(10)
+        finally:
+            fx.close()
+            floor.unlink()
+            floor.close()
+    res: dict[str, Any] = {}
+    kinds = [
+        ("handoff", lat, cpu[1]),
+        ("floor", flat, cpu[0]),
+        ("native_floor", native, native_cpu),
+    ]
+    for name, xs, cpu_s in kinds:
+        if not xs:
+            res[name] = "no C compiler (cc) on this machine"
+            continue
         xs.sort()
         ms = [x / 1e6 for x in xs]
         res[f"{name}_p50_ms"] = round(statistics.median(ms), 4)
         res[f"{name}_p99_ms"] = round(ms[int(len(ms) * 0.99) - 1], 4)
         res[f"{name}_max_ms"] = round(ms[-1], 4)
         res[f"{name}_samples"] = len(ms)
+        # CPU one reader spends per packet (wake-up, read, back to sleep): on two cores
+        # shared by 20 readers, the last one woken waits for about ten of these
+        res[f"{name}_reader_cpu_us"] = round(cpu_s / len(xs) * 1e6, 2)
     res["handoff_p99_over_floor"] = round(res["handoff_p99_ms"] / res["floor_p99_ms"], 2)
-    # CPU a reader spends per packet (wake-up, read, back to sleep): on two cores shared
-    # by 20 readers, the last one woken waits for about ten of these
-    res["handoff_reader_cpu_us"] = round(cpu[1] / max(len(lat), 1) * 1e6, 2)
-    res["floor_reader_cpu_us"] = round(cpu[0] / max(len(flat), 1) * 1e6, 2)
+    if native:
+        res["handoff_p99_over_native_floor"] = round(
+            res["handoff_p99_ms"] / res["native_floor_p99_ms"], 2
+        )
+        res["native_floor_p99_within_target"] = (
+            res["native_floor_p99_ms"] <= TARGETS["handoff_p99_ms"]
+        )
     res["handoff_readers"] = readers
     return res
 

@@ -5,6 +5,7 @@ report writer that must keep the hand-written part of docs/benchmarks.md."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from bench import loadclient as lc
 from bench import publisher, report
 from bench.peers import Nginx, nginx_available
+from bench.suites import shm as bench_shm
 
 pytestmark = pytest.mark.reliability
 
@@ -170,3 +172,17 @@ def test_stamped_source_through_nginx(flv: Path) -> None:
     assert all(now * 1e9 >= ns for now, ns in arrivals)  # sent before it arrived
     sent = [ns for _, ns in arrivals]
     assert sent == sorted(sent)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc")), reason="the C floor needs a C compiler"
+)
+def test_native_floor_measures_every_reader_and_packet(tmp_path: Path) -> None:
+    """The C floor of ``bench shm`` builds, and reports one hand-off per (reader, packet)
+    plus the readers' CPU per wake-up (figures are the bench's business, not checked)."""
+    exe = bench_shm.native_floor_binary(tmp_path)
+    assert exe is not None
+    lat, cpu_s = bench_shm.native_floor_round(exe, readers=3, packets=40)
+    assert len(lat) == 3 * 40
+    assert all(0 < ns < 60 * 10**9 for ns in lat)  # stamped before, seen after, same run
+    assert cpu_s > 0
