@@ -251,7 +251,8 @@ def validate(
 
 
 def parse_keys(entries: Any) -> list[Key]:
-    """The usable keys of the config's ``jwks`` list (URL strings are skipped)."""
+    """The usable keys of the config's ``jwks`` list (JWKS URLs are left to
+    :mod:`controller.jwks_urls`)."""
     if not isinstance(entries, list):
         return []
     return [k for k in (Key.from_entry(e) for e in entries) if k is not None]

@@ -126,9 +126,11 @@ class SessionTable:
         send: Callable[[tuple[str, int], dict[str, Any]], None],
         on_end: Callable[[Session, float], None],
         jwks: Callable[[], Any] = list,
+        url_keys: Callable[[], list[jwt.Key]] = list,
     ) -> None:
         self._config = config  # -> the "config" section
         self._jwks = jwks  # -> the top-level "jwks" list
+        self._url_keys = url_keys  # -> the keys fetched from JWKS URLs in that list
         self._keys_from: Any = None
         self._keys: list[jwt.Key] = []
         self.triggers = triggers
@@ -221,11 +223,13 @@ class SessionTable:
         return ok
 
     def keys(self) -> list[jwt.Key]:
-        """The configured JWKs (parsed again only when the config's list changed)."""
+        """The configured JWKs (parsed again only when the config's list changed) and those
+        fetched from its JWKS URLs."""
         raw = self._jwks()
         if raw is not self._keys_from:
             self._keys, self._keys_from = jwt.parse_keys(raw), raw
-        return self._keys
+        fetched = self._url_keys()
+        return self._keys + fetched if fetched else self._keys
 
     async def _user_new(
         self, sessid: str, stream: str, host: str, token: str, connector: str, url: str

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from common.streamname import base_name
+from controller.jwks_urls import JwksUrls
 from controller.lifecycle import Lifecycle
 from controller.sessions import Session, SessionTable, StreamAcc
 from controller.triggers import TriggerService
@@ -92,12 +93,14 @@ class Monitor:
             lambda: (ctl.iid, str(ctl.config_view().get("serverid", ""))),
             ctl.logbook.emit,
         )
+        self.jwks_urls = JwksUrls(lambda: ctl.store.data.get("jwks"), ctl.logbook.emit)
         self.sessions = SessionTable(
             lambda: ctl.store.data["config"],
             self.triggers,
             self._send,
             self._session_ended,
             lambda: ctl.store.data.get("jwks"),
+            self.jwks_urls.keys,
         )
         self.events = Lifecycle(ctl, self.triggers)  # controller-side triggers
         self.history: deque[tuple[int, Sample]] = deque(maxlen=STAT_CUTOFF)
@@ -128,6 +131,7 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.sessions.end_all(time.time())
+        await self.jwks_urls.close()
         await self.triggers.close()
 
     async def _loop(self) -> None:
@@ -145,6 +149,7 @@ class Monitor:
         linger = self.ctl.store.data["config"].get("session_linger")
         if isinstance(linger, (int, float)) and linger >= 0:
             self.sessions.linger = float(linger)
+        self.jwks_urls.check(mono)
         self.sessions.tick(now, mono, dt)
         self._sample(int(now), dt)
         self._watch_streams()

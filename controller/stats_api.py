@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from controller import jwt
+from controller import jwks_urls, jwt
 from controller.stats import STAT_FIELDS, Monitor
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ def _jwk_entries(arg: Any) -> list[Any]:
     items = arg if isinstance(arg, list) and not _is_entry(arg) else [arg]
     out: list[Any] = []
     for item in items:
-        if isinstance(item, str) and item.startswith(("http://", "https://")):
+        url = jwks_urls.url_entry(item)
+        if url is not None:  # a JWKS URL: kept as given (its keys are fetched)
             out.append(item)
             continue
         key = jwt.Key.from_entry(item)
@@ -165,16 +166,21 @@ def _jwk_entries(arg: Any) -> list[Any]:
 
 
 def _is_entry(value: list[Any]) -> bool:
-    """``[jwk, perms]`` (one entry) rather than a list of entries."""
+    """``[jwk, perms]`` or ``[url, perms]`` (one entry) rather than a list of entries."""
     return (
         len(value) == 2
-        and isinstance(value[0], dict)
-        and "kty" in value[0]
+        and (
+            (isinstance(value[0], dict) and "kty" in value[0])
+            or jwks_urls.url_entry(value[0]) is not None
+        )
         and (isinstance(value[1], dict) and "kty" not in value[1])
     )
 
 
 def _key_id(entry: Any) -> str:
+    url = jwks_urls.url_entry(entry)
+    if url is not None:
+        return url[0]
     if isinstance(entry, str):
         return entry
     key = jwt.Key.from_entry(entry)

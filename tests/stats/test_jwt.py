@@ -4,7 +4,11 @@ handler that denies everyone: only a valid JWT gets in, without asking USER_NEW.
 
 from __future__ import annotations
 
+import http.server
+import itertools
+import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from controller import jwt
+from controller import jwks_urls, jwt
 from tests.controller.conftest import Mist, base_config, free_port
 from tests.controller.conftest import module_factory as module_factory
 from tests.live.conftest import wait_for
@@ -98,6 +102,29 @@ def test_wildcards() -> None:
     assert jwt.wildcard_equal("*", "x") and jwt.wildcard_equal("a*c", "abc")
     assert not jwt.wildcard_equal("live_1", "vod*")
     assert not jwt.wildcard_equal("abd", "a*c")
+
+
+def test_jwks_documents_and_refresh_times() -> None:
+    doc = json.dumps({"keys": [_public_jwk("ES256", "a"), {"kty": "nope"}, OCT]}).encode()
+    keys = jwks_urls.parse_document(doc, {"stream": "cam"})
+    assert [k.kid for k in keys] == ["a", "hs"]  # the unusable member is skipped
+    assert all(k.streams == ("cam",) and k.output for k in keys)
+    assert [k.kid for k in jwks_urls.parse_document(json.dumps(OCT).encode(), {})] == ["hs"]
+    for bad in (b"<html>", b'{"keys": {}}', b'{"keys": []}', b"\xff"):
+        with pytest.raises(ValueError):
+            jwks_urls.parse_document(bad, {})
+    assert jwks_urls.refresh_after("public, max-age=60") == 60
+    assert jwks_urls.refresh_after('max-age="0"') == jwks_urls.MIN_REFRESH_S
+    assert jwks_urls.refresh_after("max-age=9999999") == jwks_urls.MAX_REFRESH_S
+    assert jwks_urls.refresh_after("no-cache") == jwks_urls.MIN_REFRESH_S
+    assert jwks_urls.refresh_after(None) == jwks_urls.DEFAULT_REFRESH_S
+    assert jwks_urls.url_entry(["https://idp/k", {"admin": True}]) == (
+        "https://idp/k",
+        {"admin": True},
+    )
+    assert jwks_urls.url_entry("http://idp/k") == ("http://idp/k", {})
+    assert jwks_urls.url_entry("file:///etc/passwd") is None
+    assert jwks_urls.url_entry([OCT, {}]) is None
 
 
 # ---- through the real programs -------------------------------------------------------------
@@ -182,3 +209,81 @@ def test_valid_jwt_admits_without_user_new(
     assert m.api({"jwks": True})["jwks"] == []
     again = _sign("HS256", {"sub": "vod", "exp": now + 60, "n": 3}, kid="hs")
     assert _get(http, f"/vod.flv?jwt={again}")[0] == 403
+
+
+class _KeySetServer:
+    """An identity provider's JWKS endpoint: answers what the test sets, counts fetches."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b"{}"
+        self.fetches = 0
+        state = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                state.fetches += 1
+                self.send_response(state.status)
+                self.send_header("Cache-Control", "max-age=1")
+                self.send_header("Content-Length", str(len(state.body)))
+                self.end_headers()
+                self.wfile.write(state.body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, *jwks: dict[str, Any]) -> None:
+        self.status, self.body = 200, json.dumps({"keys": list(jwks)}).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_jwks_url_keys_are_fetched_and_rotated(mist: tuple[Mist, int], tmp_path: Path) -> None:
+    """A JWKS URL (with permissions) admits tokens signed by the provider's current keys,
+    follows its rotation, keeps the last good keys while it fails, and stops with
+    deletejwks. Every attempt signs a new token: a refused one is a denied session."""
+    m, http = mist
+    idp = _KeySetServer()
+    nonce = itertools.count(100)
+
+    def status(alg: str, kid: str, stream: str = "vod") -> int:
+        claims = {"exp": int(time.time()) + 60, "n": next(nonce)}
+        return _get(http, f"/{stream}.flv?jwt={_sign(alg, claims, kid=kid)}")[0]
+
+    try:
+        idp.serve(_public_jwk("ES256", "idp1"))
+        m.api({"addjwks": [idp.url, {"stream": "vod"}]})
+        assert m.api({"jwks": True})["jwks"] == [[idp.url, {"stream": "vod"}]]
+        wait_for(lambda: status("ES256", "idp1") == 200, 30, "a token of the fetched key")
+        claims = {"exp": int(time.time()) + 60, "n": next(nonce)}
+        code, body = _get(http, f"/vod.flv?jwt={_sign('ES256', claims, kid='idp1')}")
+        assert code == 200
+        (tmp_path / "idp.flv").write_bytes(body)
+        assert decode(tmp_path / "idp.flv").video_frames == 50
+        # the permissions of the entry hold for its keys: no other stream
+        assert status("ES256", "idp1", stream="other") == 403
+
+        idp.serve(_public_jwk("ES384", "idp2"))  # the provider rotates its key
+        wait_for(lambda: status("ES384", "idp2") == 200, 30, "the rotated key")
+        assert status("ES256", "idp1") == 403
+
+        idp.status, idp.body = 500, b"oops"  # down: the last good keys stay
+        kept = f"JWKS {idp.url}: answered HTTP 500; keeping its 1 earlier keys"
+        wait_for(lambda: kept in json.dumps(m.api({"log": True})["log"]), 30, "a failed fetch")
+        assert status("ES384", "idp2") == 200
+
+        idp.serve(_public_jwk("ES384", "idp2"))
+        m.api({"deletejwks": idp.url})
+        assert m.api({"jwks": True})["jwks"] == []
+        wait_for(lambda: status("ES384", "idp2") == 403, 30, "keys gone with the URL")
+    finally:
+        m.api({"jwks": []})
+        idp.close()
