@@ -339,7 +339,9 @@ class RtmpSession(asyncio.Protocol):
                 else:
                     url, password, name = rewritten.strip(), parts[0], stream_name(parts[-1])
         if not refuse:
-            gate = await sessions.admit_push(name, self.peer, "RTMP", url, ev.query.get("tkn", ""))
+            gate = await sessions.admit_push(
+                name, self.peer, "RTMP", url, sessions.token_from(ev.query)
+            )
             if gate.conn is None:
                 refuse = gate.refused
             else:
@@ -451,7 +453,9 @@ class RtmpSession(asyncio.Protocol):
             return
         self.playing = True  # no idle timeout while we wait for the stream
         url = self._url(ev.raw_name)
-        gate = await sessions.admit_viewer(name, self.peer, "RTMP", url, ev.query.get("tkn", ""))
+        gate = await sessions.admit_viewer(
+            name, self.peer, "RTMP", url, sessions.token_from(ev.query)
+        )
         if gate.conn is None:
             self.playing = False
             log.warning("refusing play of %r from %s: %s", ev.raw_name, self.peer, gate.refused)

@@ -140,7 +140,7 @@ def mist(
     module_factory: Callable[..., Mist],
     handler: HttpHandler,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Mist, int]]:
+) -> Iterator[tuple[Mist, int, int]]:
     clip = tmp_path_factory.mktemp("media") / "clip.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
@@ -148,18 +148,22 @@ def mist(
          "-y", str(clip)],
         check=True, timeout=60,
     )  # fmt: skip
-    http = free_port()
+    http, rtmp = free_port(), free_port()
     cfg = base_config(0, session_linger=1)
-    cfg["config"]["protocols"] = [{"connector": "HTTP", "port": http, "interface": "127.0.0.1"}]
+    cfg["config"]["protocols"] = [
+        {"connector": "HTTP", "port": http, "interface": "127.0.0.1"},
+        {"connector": "RTMP", "port": rtmp, "interface": "127.0.0.1"},
+    ]
     url = f"http://127.0.0.1:{handler.port}/hook"
     cfg["config"]["triggers"] = {"USER_NEW": [{"handler": url, "sync": True}]}
     cfg["streams"] = {"vod": {"name": "vod", "source": str(clip)}}
     handler.answers["USER_NEW"] = "false"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MIST_PROGRAMS", "MistOutHTTP,MistInMP4")
+        mp.setenv("MIST_PROGRAMS", "MistOutHTTP,MistOutRTMP,MistInMP4")
         m = module_factory(cfg, builtin=True)
     wait_for(lambda: m.protocol_online("HTTP") == [1], 60, "MistOutHTTP")
-    yield m, http
+    wait_for(lambda: m.protocol_online("RTMP") == [1], 60, "MistOutRTMP")
+    yield m, http, rtmp
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -178,9 +182,9 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[i
 
 
 def test_valid_jwt_admits_without_user_new(
-    mist: tuple[Mist, int], handler: HttpHandler, tmp_path: Path
+    mist: tuple[Mist, int, int], handler: HttpHandler, tmp_path: Path
 ) -> None:
-    m, http = mist
+    m, http, _ = mist
     added = m.api({"addjwks": [[OCT, {"stream": "vod"}], _public_jwk("ES256", "es")]})
     listed = m.api({"jwks": True})["jwks"]
     assert added["addjwks"] == listed and len(listed) == 2
@@ -246,11 +250,11 @@ class _KeySetServer:
         self.thread.join(5)
 
 
-def test_jwks_url_keys_are_fetched_and_rotated(mist: tuple[Mist, int], tmp_path: Path) -> None:
+def test_jwks_url_keys_are_fetched_and_rotated(mist: tuple[Mist, int, int], tmp_path: Path) -> None:
     """A JWKS URL (with permissions) admits tokens signed by the provider's current keys,
     follows its rotation, keeps the last good keys while it fails, and stops with
     deletejwks. Every attempt signs a new token: a refused one is a denied session."""
-    m, http = mist
+    m, http, _ = mist
     idp = _KeySetServer()
     nonce = itertools.count(100)
 
@@ -287,3 +291,32 @@ def test_jwks_url_keys_are_fetched_and_rotated(mist: tuple[Mist, int], tmp_path:
     finally:
         m.api({"jwks": []})
         idp.close()
+
+
+def test_rtmp_viewers_present_jwts_too(mist: tuple[Mist, int, int], tmp_path: Path) -> None:
+    """MistOutRTMP takes the token from ``?jwt=`` (and ``tkn``/``sid``/``sessId``) as the
+    HTTP outputs do: a valid JWT plays without USER_NEW, a forged one is refused."""
+    m, _, rtmp = mist
+    m.api({"addjwks": [[OCT, {"stream": "vod"}]]})
+    try:
+        claims = {"sub": "vod", "exp": int(time.time()) + 60, "n": "rtmp"}
+        good = _sign("HS256", claims, kid="hs")
+        out = tmp_path / "rtmp.flv"
+        played = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-rw_timeout", "15000000",
+             "-i", f"rtmp://127.0.0.1:{rtmp}/play/vod?jwt={good}", "-c", "copy", "-y", str(out)],
+            timeout=60, capture_output=True, text=True,
+        )  # fmt: skip
+        assert played.returncode == 0, played.stderr
+        assert decode(out).video_frames == 50
+        head, body, sig = good.split(".")
+        forged = f"{head}.{body}.{sig[::-1]}"
+        refused = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-rw_timeout", "15000000",
+             "-i", f"rtmp://127.0.0.1:{rtmp}/play/vod?sid={forged}", "-c", "copy", "-y",
+             str(tmp_path / "no.flv")],
+            timeout=60, capture_output=True,
+        )  # fmt: skip
+        assert refused.returncode != 0
+    finally:
+        m.api({"jwks": []})
