@@ -92,12 +92,18 @@ def track_json(t: TrackMeta, idx: int, live: bool) -> dict[str, Any]:
 
 
 def _playable(
-    video: frozenset[str], audio: frozenset[str], tracks: Iterable[TrackMeta]
+    video: frozenset[str],
+    audio: frozenset[str],
+    tracks: Iterable[TrackMeta],
+    meta: frozenset[str] = frozenset(),
 ) -> tuple[int, int]:
-    """(simultaneous tracks, total matching tracks) for a format's codec sets."""
+    """(simultaneous tracks, total matching tracks) for a format's codec sets; ``meta``
+    are the subtitle codecs of SRT/WebVTT, which play one track at a time."""
+    tracks = list(tracks)
     v = [t for t in tracks if t.type == "video" and t.codec in video]
     a = [t for t in tracks if t.type == "audio" and t.codec in audio]
-    return (min(len(v), 1) + min(len(a), 1), len(v) + len(a))
+    m = [t for t in tracks if t.type == "meta" and t.codec in meta]
+    return (min(len(v), 1) + min(len(a), 1) + min(len(m), 1), len(v) + len(a) + len(m))
 
 
 def sources(stream: str, tracks: list[TrackMeta], base: str) -> list[dict[str, Any]]:
@@ -106,7 +112,8 @@ def sources(stream: str, tracks: list[TrackMeta], base: str) -> list[dict[str, A
     out: list[dict[str, Any]] = []
     entries: list[FormatSpec | SourceEntry] = [*REGISTRY.formats.values(), *REGISTRY.sources]
     for e in entries:
-        simul, total = _playable(e.video, e.audio, tracks)
+        meta = e.meta if isinstance(e, FormatSpec) else frozenset()
+        simul, total = _playable(e.video, e.audio, tracks, meta)
         if total == 0:
             continue
         if isinstance(e, FormatSpec):

@@ -127,3 +127,32 @@ def test_mpd_lists_segmented_webvtt(server: Server, subbed: str) -> None:
     # FFmpeg's WebVTT demuxer reads its input whole at open: through dashdec that is
     # the segments fetched while probing, so only the first cues come back this way
     assert times and times <= {(start, duration) for start, duration, _ in CUES}
+
+
+def test_info_lists_the_subtitle_documents(server: Server, subbed: str, vod: str) -> None:
+    """``/json_<s>.js`` and ``/info_<s>.js`` offer the SRT and WebVTT documents (one
+    track at a time) when a subtitle track exists, not otherwise; the listed URLs serve
+    documents FFmpeg's srt/webvtt demuxers read back to the source cues."""
+    info = json.loads(fetch(server, f"/json_{subbed}.js")[2])
+    text = fetch(server, f"/info_{subbed}.js")[2].decode()
+    prefix = f'mistvideo["{subbed}"] = '
+    assert json.loads(text.split(prefix, 1)[1].rstrip().rstrip(";")) == info
+    subs = {s["type"]: s for s in info["source"] if s["type"].startswith("html5/text/")}
+    assert {k: (s["relurl"], s["simul_tracks"], s["total_matches"]) for k, s in subs.items()} == {
+        "html5/text/plain": (f"/{subbed}.srt", 1, 1),
+        "html5/text/vtt": (f"/{subbed}.vtt", 1, 1),
+    }
+    assert info["source"][0]["simul_tracks"] == 2  # audio + video sources still lead
+    for fmt, entry in (("srt", subs["html5/text/plain"]), ("webvtt", subs["html5/text/vtt"])):
+        status, _, body, _ = fetch(server, entry["relurl"])
+        assert status == 200
+        got: set[tuple[int, int, str]] = set()
+        with av.open(io.BytesIO(body), format=fmt) as c:
+            for packet in c.demux():
+                if packet.size and packet.pts is not None and packet.time_base is not None:
+                    start = round(packet.pts * packet.time_base * 1000)
+                    end = start + round((packet.duration or 0) * packet.time_base * 1000)
+                    got.add((start, end, bytes(packet).decode().strip()))
+        assert got == {(start, start + duration, text) for start, duration, text in CUES}, fmt
+    plain = json.loads(fetch(server, f"/json_{vod}.js")[2])
+    assert not [s for s in plain["source"] if s["type"].startswith("html5/text/")]
