@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 A :class:`LiveFeed` is one task that reads a live stream from the bus (``StreamReader``
-positioned with ``seek_live``, woken by ``wait``), hands each packet to the format's
-sans-IO muxer once and collects the produced bytes. Each wake-up turns into one batch;
+positioned with ``seek_live``, woken by ``wait``, with the bounded interleave wait
+``LIVE_LAG_WAIT_S``: a video frame is not held back for the next audio frame), hands
+each packet to the format's sans-IO muxer once and collects the produced bytes. Each wake-up turns into one batch;
 the batch is written with ``transport.write`` to every viewer that is in step -- one
 call per viewer per batch, no per-viewer muxing or copying.
 
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 
 from outputs.formats import FormatSpec, Muxer
 from shm.model import TrackMeta
+from shm.reader import LIVE_LAG_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,7 @@ class FanoutHub:
         if feed is not None and not feed.ended:
             return feed
         reader = self.open_reader(stream)
+        reader.lag_wait_s = LIVE_LAG_WAIT_S  # viewers want low latency, not exact interleave
         try:
             reader.select([t.id for t in tracks])
             reader.seek_live(live_behind_ms)

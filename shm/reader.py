@@ -6,6 +6,14 @@ copying a part record it re-reads ``parts start``: if the number fell below it t
 slot may have been recycled, and the reader re-seeks to the oldest keyframe
 (``skipped`` counts this). Payloads are memoryviews straight into the data page.
 
+Interleaving: a live track that is empty but behind the packet we would return may
+still get an earlier packet, so strict order waits for it (up to ``GIVE_UP_MS`` of the
+other tracks' media time). Live outputs opt out of most of that wait with
+``lag_wait_s``: a lagging track is waited for only while its expected next dts (last
+dts + its last step) would come first, and at most ``lag_wait_s`` of wall-clock time per
+episode; the episode lasts until the track delivers a packet that is not late. Each
+track's own order is always kept; VoD is always strictly ordered.
+
 Waiting: ``wait_sync`` sleeps on the stream's futex word (one writer syscall wakes
 every sleeper). ``fileno()``/``wait`` use a unix datagram socket in the abstract
 namespace instead: before blocking the reader bumps its wait number on the user page
@@ -53,6 +61,7 @@ BUSY_READS = 4  # ... when it read more packets than this since its last wake-up
 BUSY_GAP_S = 1e-3  # ... or its last blocking wait was shorter than this
 SPIN_BACKOFF = 8  # waits without the quick-wake spin after a spin that found nothing
 GIVE_UP_MS = 5_000  # a selected track silent this long (in others' media time) is not waited for
+LIVE_LAG_WAIT_S = 0.005  # what live outputs pass as ``lag_wait_s``
 META_CHECK_EVERY = 64  # reads between metadata version checks while data flows
 SEEK_SLACK_MS = 50  # VoD seek: another track's frame starting this much before a key is kept
 
@@ -63,6 +72,7 @@ class _RTrack:
     __slots__ = (
         "end",
         "entry",
+        "lag_since",
         "last_dts",
         "mask",
         "next_dts",
@@ -71,6 +81,7 @@ class _RTrack:
         "page_view",
         "parts_off",
         "pos",
+        "prev_dts",
         "tid",
         "view",
         "want_key",
@@ -81,6 +92,8 @@ class _RTrack:
         self.entry = entry  # index of this track's want entry in our slot
         self.pos = 0
         self.last_dts = 0
+        self.prev_dts = 0  # the dts before last_dts (last_dts - prev_dts: the last step)
+        self.lag_since: float | None = None  # when we began waiting for this track
         self.want_key = -1
         self.end = 0  # cached parts end (re-read when pos reaches it)
         self.next_dts: int | None = None  # cached dts of part ``pos``
@@ -102,8 +115,12 @@ class _RTrack:
 class StreamReader:
     """Reads one stream (see module docstring)."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, lag_wait_s: float | None = None) -> None:
         self.stream = stream
+        # None: strict decode order; else the bounded live wait (module docstring)
+        self.lag_wait_s = lag_wait_s
+        self._lag_until: float | None = None  # while read() waits for a lagging track
+        self._out_dts = -(1 << 62)  # newest dts returned (a lagging track is late below it)
         try:
             self._meta_seg = Segment.open(L.meta_name(stream), min_size=L.META_HDR.size)
         except posix_ipc.ExistentialError:
@@ -186,7 +203,7 @@ class StreamReader:
                     rt = self._add_sel(tid)
                     if rt is not None:
                         rt.pos = self._pages[tid].find_part(start) if self._positioned else rt.pos
-                        rt.last_dts = start
+                        rt.last_dts = rt.prev_dts = start
         return True
 
     @property
@@ -259,8 +276,10 @@ class StreamReader:
             else:
                 rt.pos = rt.page.find_part(start)
             rt.next_dts = None
-            rt.last_dts = start
+            rt.last_dts = rt.prev_dts = start
+            rt.lag_since = None
             self._announce(rt, rt.pos)
+        self._out_dts = -(1 << 62)
         self._positioned = True
         self._waiting_on = None
 
@@ -349,6 +368,7 @@ class StreamReader:
             else:
                 self.seek(0)
         self._reads += 1
+        self._lag_until = None
         if not self._reads % META_CHECK_EVERY:
             self.refresh()
         sel = self._sel
@@ -387,12 +407,33 @@ class StreamReader:
                     for rt in empty
                     if rt.last_dts < best_dts and newest - rt.last_dts <= GIVE_UP_MS
                 ]
+                if lagging and self.lag_wait_s is not None:
+                    lagging = self._worth_waiting(lagging, best_dts)
                 if lagging:
                     self._waiting_on = lagging
                     return None
             pkt = self._take(best)
             if pkt is not None or self._blocked_page is not None:
                 return pkt
+
+    def _worth_waiting(self, lagging: list[_RTrack], best_dts: int) -> list[_RTrack]:
+        """The lagging tracks still worth waiting for (bounded live wait); notes in
+        ``_lag_until`` when the first of those waits runs out."""
+        assert self.lag_wait_s is not None
+        now = time.monotonic()
+        keep = []
+        for rt in lagging:
+            # the next packet is expected one step on: past the candidate, it cannot come first
+            if 2 * rt.last_dts - rt.prev_dts > best_dts:
+                continue
+            if rt.lag_since is None:
+                rt.lag_since = now
+            until = rt.lag_since + self.lag_wait_s
+            if now < until:
+                keep.append(rt)
+                if self._lag_until is None or until < self._lag_until:
+                    self._lag_until = until
+        return keep
 
     def _take(self, rt: _RTrack) -> Packet | None:
         n = rt.pos
@@ -408,7 +449,11 @@ class StreamReader:
             return None
         rt.pos = n + 1
         rt.next_dts = None
+        rt.prev_dts = rt.last_dts
         rt.last_dts = dts
+        if dts >= self._out_dts:
+            self._out_dts = dts
+            rt.lag_since = None  # on time: a later lag is a new episode
         if key != rt.want_key & _MASK32:
             self._announce(rt, n)
         return Packet(rt.tid, dts, off, flags == 1, rt.page_view[pos : pos + size])
@@ -522,6 +567,13 @@ class StreamReader:
         fence()  # our announcement before our look at the data (see writer.append)
         return self._ready()
 
+    def _lag_timeout(self, timeout: float | None) -> float | None:
+        """``timeout`` cut to when read() stops waiting for a lagging track."""
+        if self._lag_until is None:
+            return timeout
+        left = self._lag_until - time.monotonic()
+        return left if timeout is None else min(timeout, left)
+
     def _sleep(self, timeout: float | None) -> bool:
         """Block on the futex word until the writer publishes (or ``timeout``); False if
         there was no need to (data is there)."""
@@ -556,6 +608,9 @@ class StreamReader:
         delays the other readers. Idle and paced streams block at once and cost nothing.
         Async callers use :meth:`wait`, which never spins (it would stall the event loop).
         """
+        timeout = self._lag_timeout(timeout)
+        if timeout is not None and timeout <= 0:
+            return
         busy = self._reads - self._reads_at_wake  # read() calls since the last wake-up
         if spin_s > 0 and (busy > BUSY_READS or (self._quick_wake and self._backoff <= 0)):
             until = time.perf_counter() + spin_s
@@ -572,7 +627,8 @@ class StreamReader:
 
     async def wait(self, timeout: float | None = None) -> None:
         """Asyncio flavour of :meth:`wait_sync`."""
-        if self.prepare_wait():
+        timeout = self._lag_timeout(timeout)
+        if (timeout is not None and timeout <= 0) or self.prepare_wait():
             return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()

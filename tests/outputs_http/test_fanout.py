@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
+
+import av
+import pytest
 
 from mistcodecs.flv import iter_tags
 from outputs.fanout import FanoutHub, ViewerState
@@ -18,6 +22,7 @@ from shm import StreamReader, StreamWriter
 from shm.model import StreamState
 
 from .conftest import Frame, Source, unique
+from .media import decode
 
 
 class Recorder:
@@ -163,3 +168,59 @@ async def test_new_init_ends_feed(source: Source) -> None:
     finally:
         await hub.close()
         writer.close()
+
+
+AUDIO_LATE_MS = 300
+
+
+@pytest.mark.parametrize("fmt", ["flv", "ts", "mp4", "mkv"])
+async def test_late_audio_does_not_hold_video_and_outputs_stay_valid(
+    source: Source, fmt: str, tmp_path: Path
+) -> None:
+    """A publisher whose audio arrives 300 ms after the video of the same time: live
+    feeds send each video frame without waiting for that audio (strict decode order
+    would hold it until the audio came), and every format still decodes completely
+    with each track in order."""
+    name = unique("fanlate")
+    writer = StreamWriter(name, live=True)
+    for t in source.tracks:
+        writer.add_track(t)
+    writer.set_state(StreamState.READY)
+    vid, aid = source.video.id, source.audio.id
+    arrivals = sorted(source.frames, key=lambda f: f.dts + (AUDIO_LATE_MS if f.track == aid else 0))
+    hub = FanoutHub(StreamReader)
+    pace, out = Recorder(), Recorder()
+    try:
+        hub.feed(name, REGISTRY.formats["flv"], source.tracks).join(pace)
+        watch = asyncio.ensure_future(hub.watch(out, name, REGISTRY.formats[fmt], source.tracks))
+        sent = 0
+        for f in arrivals:
+            writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
+            if f.track == vid and sent % 5 == 4:  # the FLV feed sends it before its audio
+                await _until(lambda f=f: any(t == f.dts for t, _ in _video_tags(pace.data)), 30)
+            sent += f.track == vid
+        writer.close()
+        await asyncio.wait_for(watch, 30)
+    finally:
+        await hub.close()
+        writer.close()
+    # the FLV feed sent video ahead of older audio: an audio tag after a later video tag
+    newest_video, overtaken = -1, 0
+    for tag in iter_tags(bytes(pace.data)):
+        body = bytes(tag.body)
+        if tag.type == 9 and body[1] == 1:
+            newest_video = max(newest_video, tag.timestamp)
+        elif tag.type == 8 and body[1] == 1:
+            overtaken += tag.timestamp < newest_video
+    assert overtaken > 0
+    path = tmp_path / f"late.{fmt}"
+    path.write_bytes(bytes(out.data))
+    got = decode(path)
+    assert got.errors == 0
+    assert got.video_frames == len(source.of(vid))
+    assert got.video_pts == sorted(got.video_pts)
+    assert abs(got.audio_frames - len(source.of(aid))) <= 1
+    with av.open(str(path)) as c:  # each track's decode times in order in the container
+        for stream in (c.streams.video[0], c.streams.audio[0]):
+            dts = [p.dts for p in c.demux(stream) if p.dts is not None and p.size]
+            assert dts == sorted(dts), stream.type
