@@ -4,7 +4,9 @@ SYSTEM_START/SYSTEM_STOP (boot, shutdown), OUTPUT_START/OUTPUT_STOP (connector
 processes), STREAM_SOURCE/STREAM_LOAD (before an input starts, via :meth:`rewrite` and
 :meth:`allowed`), STREAM_ADD/CONFIG/REMOVE (API), INPUT_ABORT (input crashes),
 PUSH_OUT_START/PUSH_END/OUTPUT_END/RECORDING_END (pushes) and the DEFAULT_STREAM
-resolution children ask for. Stream state triggers (STREAM_READY, STREAM_BUFFER,
+resolution children ask for. STREAM_BUFFER comes from the live buffer itself, except
+the EMPTY of a buffer killed by a signal (``kill -9``): it had no chance to send it, so
+the controller, which saw its last state go by, sends it when it reaps the process. Stream state triggers (STREAM_READY, STREAM_BUFFER,
 STREAM_END) come from :class:`controller.stats.Monitor`'s tick.
 """
 
@@ -31,6 +33,7 @@ class Lifecycle:
         self.ctl = ctl
         self.triggers = triggers
         self.outputs: dict[str, str] = {}  # running connector key -> its config JSON
+        self.buffer_states: dict[str, str] = {}  # stream -> last STREAM_BUFFER state seen
 
     async def allowed(self, name: str, lines: list[str], stream: str = "") -> bool:
         """A boolean trigger: False only when a configured handler said no."""
@@ -64,8 +67,18 @@ class Lifecycle:
         for key in [k for k in self.outputs if k not in running]:
             self.triggers.fire_background("OUTPUT_STOP", [self.outputs.pop(key)])
 
+    def buffer_state(self, payload: list[str]) -> None:
+        """Note a STREAM_BUFFER a live buffer fired (name, state, ...) on its way through."""
+        if len(payload) >= 2:
+            self.buffer_states[payload[0]] = payload[1]
+
     def input_exited(self, stream: str, source: str, program: str, pid: int, code: int) -> None:
-        """INPUT_ABORT for an input that exited with an error (not our SIGTERM)."""
+        """INPUT_ABORT for an input that exited with an error (not our SIGTERM), and
+        STREAM_BUFFER EMPTY for a buffer a signal ended while it was not EMPTY (any
+        other exit ran the buffer's own ``finally``, which sends it)."""
+        state = self.buffer_states.pop(stream, "EMPTY")
+        if code < 0 and state != "EMPTY":
+            self.triggers.fire_background("STREAM_BUFFER", [stream, "EMPTY"], stream)
         if code == 0 or code == -15:
             return
         if code < 0:

@@ -375,6 +375,8 @@ class Monitor:
         if not isinstance(name, str) or not isinstance(payload, list):
             return {"error": "trigger_fire needs name and payload", "LTS": 1}
         lines = [str(p) for p in payload]
+        if name == "STREAM_BUFFER":
+            self.events.buffer_state(lines)
         if not body.get("wait", True):
             self.triggers.fire_background(name, lines, str(stream))
             return None

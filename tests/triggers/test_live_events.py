@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.controller.conftest import Mist, base_config, free_port
@@ -49,7 +50,10 @@ def mist(
         {"connector": "HTTP", "port": http, "interface": "127.0.0.1"},
     ]
     cfg["config"]["triggers"] = {
-        "STREAM_BUFFER": [{"handler": sh, "sync": False, "streams": ["health"]}],
+        "STREAM_BUFFER": [
+            {"handler": sh, "sync": False, "streams": ["health"]},
+            {"handler": url, "sync": False, "streams": ["crashed"]},
+        ],
         "LIVE_BANDWIDTH": [
             {"handler": sh, "sync": True, "streams": ["health"], "params": str(LIMIT_BPS)},
             {"handler": url, "sync": True, "streams": ["health"], "params": str(NEVER_BPS)},
@@ -60,6 +64,7 @@ def mist(
     cfg["streams"] = {
         "health": {"name": "health", "source": "push://", "resume": 0},
         "capped": {"name": "capped", "source": "push://", "resume": 0},
+        "crashed": {"name": "crashed", "source": "push://", "resume": 0},
         "comeback": {"name": "comeback", "source": "push://", "resume": 1},
         "clip": {"name": "clip", "source": str(clip), "inputtimeout": 1},
     }
@@ -139,6 +144,38 @@ def test_stream_buffer_states_and_live_bandwidth(
         assert call.payload[0] == "health" and len(call.payload) == 2
         assert call.payload[1].isdigit() and LIMIT_BPS <= int(call.payload[1]) < 10_000_000
     assert not [c for c in handler.calls("LIVE_BANDWIDTH") if c.body.startswith("health\n")]
+
+
+def test_killed_buffer_gets_stream_buffer_empty_from_the_controller(
+    mist: tuple[Mist, int, int], handler: HttpHandler
+) -> None:
+    """A ``kill -9``'d MistInBuffer cannot say EMPTY: the controller, which saw it go
+    FULL, sends STREAM_BUFFER EMPTY (name; EMPTY) when it reaps the process."""
+    m, rtmp, _ = mist
+
+    def states() -> list[list[str]]:
+        bodies = [c.body.split("\n") for c in handler.calls("STREAM_BUFFER")]
+        return [lines for lines in bodies if lines[0] == "crashed"]
+
+    pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/crashed", 60)
+    try:
+        wait_ready("crashed", 30)
+        wait_for(lambda: [s for s in states() if s[1] == "FULL"], 30, "STREAM_BUFFER FULL")
+        buffers = [
+            p
+            for p in psutil.Process(m.proc.pid).children(recursive=True)
+            if "MistInBuffer" in " ".join(p.cmdline()) and "crashed" in p.cmdline()
+        ]
+        assert len(buffers) == 1, buffers
+        buffers[0].send_signal(signal.SIGKILL)
+        wait_for(lambda: [s for s in states() if s[1] == "EMPTY"], 20, "STREAM_BUFFER EMPTY")
+    finally:
+        stop_proc(pub)
+    seen = states()
+    first_empty = next(i for i, s in enumerate(seen) if s[1] == "EMPTY")
+    assert seen[first_empty] == ["crashed", "EMPTY"]
+    assert [s[1] for s in seen[:first_empty]] == ["FULL"]  # a steady publisher: no DRY
+    assert handler.calls("STREAM_BUFFER")[0].headers["X-Trigger"] == "STREAM_BUFFER"
 
 
 def test_live_bandwidth_false_stops_the_buffer(
