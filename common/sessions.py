@@ -138,6 +138,7 @@ class Connection:
         self.kicked = asyncio.Event()
         self.closed = False
         self.shared = False  # reused by several requests (request-based outputs)
+        self.ended = False  # the output reached the end of the data (CONN_STOP)
         self.request: dict[str, Any] = {}  # the session_open body, to open it again
         self.last_used = time.monotonic()
 
@@ -252,7 +253,7 @@ class Reporter:
 
     def _closed(self, conn: Connection) -> None:
         if self.conns.pop(conn.id, None) is not None:
-            self.closing.append(conn.row())
+            self.closing.append([*conn.row(), 1] if conn.ended else conn.row())
             if self.transport is not None and not self.transport.is_closing():
                 self._send({"session_close": {"conns": self.closing}})
                 self.closing = []
@@ -427,7 +428,8 @@ async def close_on_kick(conn: Connection, close: Callable[[], Any]) -> None:
 def track_body(
     body: Callable[[Any], Awaitable[None]], conn: Connection
 ) -> Callable[[Any], Awaitable[None]]:
-    """A streamed HTTP body that counts its bytes, stops on a kick and closes ``conn``."""
+    """A streamed HTTP body that counts its bytes, stops on a kick and closes ``conn``
+    (marked ``ended`` when the body finished while the viewer was still connected)."""
 
     async def run(sink: Any) -> None:
         closer = getattr(sink, "close", None)
@@ -437,7 +439,10 @@ def track_body(
             else None
         )
         try:
-            await body(CountingSink(sink, conn))
+            counted = CountingSink(sink, conn)
+            await body(counted)
+            # the body ran out with the viewer still there: the end of the data
+            conn.ended = not counted.closed
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -5,7 +5,8 @@ A connection (``cid``, chosen by the reporting program) belongs to one session w
 stream + IP + token; inputs ``I``, outputs ``O``, unspecified ``U`` prefixes). A viewer
 session is decided once by USER_NEW (payload: stream, IP, token, connector, URL, session
 id, JWT valid); the answer is kept for the session's life, a denial for 600 s (or until
-``invalidate_sessions``). CONN_OPEN may refuse each connection; CONN_CLOSE follows it.
+``invalidate_sessions``). CONN_OPEN may refuse each connection; CONN_CLOSE follows it, after CONN_STOP when the
+output reached the end of the data (a whole VoD file sent, a live stream that ended).
 
 Kicks (``stop_sessions``, ``stop_sessid``, ``stop_tag``, a USER_NEW that turns false on
 ``invalidate_sessions``) mark connections; the owning program learns at once (a datagram
@@ -245,7 +246,8 @@ class SessionTable:
         self, rows: Any, closing: bool = False, unknown: list[str] | None = None
     ) -> list[str]:
         """Apply ``[cid, down, up, packets, lost, retrans, position]`` rows; returns kicks.
-        Connections we do not know (we restarted) are appended to ``unknown``."""
+        Connections we do not know (we restarted) are appended to ``unknown``. A closing
+        row may end in ``1``: the output reached the end of the data (CONN_STOP)."""
         kicks: list[str] = []
         mono = time.monotonic()
         if not isinstance(rows, list):
@@ -265,7 +267,7 @@ class SessionTable:
             self._apply(conn, *values)
             conn.seen = mono
             if closing:
-                self.close(conn.cid)
+                self.close(conn.cid, ended=len(row) > 7 and row[7] == 1)
             elif conn.kicked:
                 kicks.append(conn.cid)
         return kicks
@@ -308,10 +310,14 @@ class SessionTable:
                 target.lost += d_lost
                 target.retrans += d_re
 
-    def close(self, cid: str) -> None:
+    def close(self, cid: str, ended: bool = False) -> None:
         conn = self.conns.pop(cid, None)
         if conn is None:
             return
+        if ended:  # MistServer's payload: name, host, connector and an empty line
+            self.triggers.fire_background(
+                "CONN_STOP", [conn.stream, conn.host, conn.connector, ""], conn.stream
+            )
         self.triggers.fire_background(
             "CONN_CLOSE", [conn.stream, conn.host, conn.connector, conn.url], conn.stream
         )

@@ -48,6 +48,7 @@ FIRED_BY = {
     "OUTPUT_END": (OUTPUTS, "test_push_out_start_and_end_triggers"),
     "CONN_OPEN": (OUTPUTS, "test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log"),
     "CONN_CLOSE": (OUTPUTS, "test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log"),
+    "CONN_STOP": (OUTPUTS, "test_conn_stop_when_a_viewer_got_the_whole_file"),
     "CONN_PLAY": (OUTPUTS, "test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log"),
     "PLAY_REWRITE": (OUTPUTS, "test_play_rewrite_serves_another_stream"),
     "DEFAULT_STREAM": (OUTPUTS, "test_default_stream_serves_fallback"),
@@ -55,12 +56,12 @@ FIRED_BY = {
     "USER_END": (OUTPUTS, "test_ffmpeg_viewers_in_clients_totals_prometheus_and_access_log"),
 }
 
-# Issue 7's list: every trigger MistServer's code fires except CONN_STOP (undocumented).
-REQUIRED = tuple(name for name in KNOWN if name != "CONN_STOP")
+# Every trigger MistServer's code fires (issue 7's list plus the undocumented CONN_STOP).
+REQUIRED = KNOWN
 
 
 def test_every_listed_trigger_has_a_firing_test() -> None:
-    assert len(REQUIRED) == 30
+    assert len(REQUIRED) == 31
     missing = [name for name in REQUIRED if name not in FIRED_BY]
     assert not missing, f"no firing test for {missing}"
 

@@ -75,7 +75,11 @@ def mist(
         "USER_NEW": [{"handler": url, "sync": True}],
         "USER_END": [{"handler": sh, "sync": False, "streams": ["watched"]}],
         "CONN_OPEN": [{"handler": sh, "sync": True, "streams": ["watched"]}],
-        "CONN_CLOSE": [{"handler": sh, "sync": False, "streams": ["watched"]}],
+        "CONN_CLOSE": [
+            {"handler": sh, "sync": False, "streams": ["watched"]},
+            {"handler": url, "sync": False, "streams": ["vodend"]},
+        ],
+        "CONN_STOP": [{"handler": url, "sync": False, "streams": ["vodend"]}],
         "CONN_PLAY": [{"handler": sh, "sync": True, "streams": ["watched"]}],
         "STREAM_PUSH": [{"handler": sh, "sync": True, "streams": ["watched", "renamed"]}],
         "PUSH_REWRITE": [{"handler": sh, "sync": True, "streams": ["orig"]}],
@@ -98,6 +102,7 @@ def mist(
         "renamed2": {"name": "renamed2", "source": "push://@pw"},
         "recd": {"name": "recd", "source": "push://"},
         "vod": {"name": "vod", "source": str(vod_file)},
+        "vodend": {"name": "vodend", "source": str(vod_file)},
     }
     script.answer("PUSH_REWRITE", "renamed")
     handler.answers["RTMP_PUSH_REWRITE"] = f"rtmp://127.0.0.1:{rtmp}/pw/renamed2"
@@ -134,6 +139,24 @@ def rtmp_play(url: str, seconds: float, out: Path) -> int:
         timeout=60, stdin=subprocess.DEVNULL, capture_output=True,
     )  # fmt: skip
     return proc.returncode
+
+
+def test_conn_stop_when_a_viewer_got_the_whole_file(
+    mist: tuple[Mist, int, int, Path], handler: HttpHandler, tmp_path: Path
+) -> None:
+    """CONN_STOP (name; host; connector; an empty line, as MistServer sends it) when the
+    output reaches the end of the data with the viewer still there, then CONN_CLOSE."""
+    _, _, http, _ = mist
+    status, body = http_get(http, "/vodend.flv", 10_000_000)
+    assert status == 200
+    (tmp_path / "whole.flv").write_bytes(body)
+    assert decode(tmp_path / "whole.flv").video_frames >= 95  # 4 s at 25 fps, all of it
+    (stop,) = wait_for(lambda: handler.calls("CONN_STOP"), 20, "CONN_STOP")
+    assert stop.body.split("\n") == ["vodend", "127.0.0.1", "HTTP", ""]
+    assert stop.headers["X-Trigger"] == "CONN_STOP"
+    (close,) = wait_for(lambda: handler.calls("CONN_CLOSE"), 20, "CONN_CLOSE")
+    assert close.body.split("\n") == ["vodend", "127.0.0.1", "HTTP", "/vodend.flv"]
+    assert handler.received.index(stop) < handler.received.index(close)
 
 
 def test_user_new_false_blocks_http_hls_and_rtmp(
