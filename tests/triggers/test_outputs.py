@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.sessions import session_id
+from mistcodecs.hls import parse_master_playlist, parse_media_playlist
 from tests.controller.conftest import Mist, base_config, free_port
 from tests.controller.conftest import module_factory as module_factory
 from tests.live.conftest import ffmpeg_publish, stop_proc, wait_for, wait_ready
@@ -103,6 +104,7 @@ def mist(
         "recd": {"name": "recd", "source": "push://"},
         "vod": {"name": "vod", "source": str(vod_file)},
         "vodend": {"name": "vodend", "source": str(vod_file)},
+        "hlsone": {"name": "hlsone", "source": str(vod_file)},
     }
     script.answer("PUSH_REWRITE", "renamed")
     handler.answers["RTMP_PUSH_REWRITE"] = f"rtmp://127.0.0.1:{rtmp}/pw/renamed2"
@@ -208,6 +210,44 @@ def test_hls_requests_are_one_session(
     wait_for(counted, 5, "the HLS session's bytes")
     asked = [c.body.split("\n") for c in handler.calls("USER_NEW")]
     assert [a[2] for a in asked if a[0] == "vod" and a[3] == "HLS"] == ["hls1"]
+
+
+def test_hls_viewer_with_a_token_is_one_session_in_clients_and_totals(
+    mist: tuple[Mist, int, int, Path], tmp_path: Path
+) -> None:
+    """``?tkn=`` on the master is carried into every playlist and segment URL, so an
+    HLS viewer, however many requests it makes, is one session: the only row in
+    ``clients`` for its stream and ``clients`` 1 in ``totals`` while it plays."""
+    m, _, http, _ = mist
+    master = http_get(http, "/hls/hlsone/index.m3u8?tkn=solo")[1].decode()
+    (variant,) = parse_master_playlist(master).variants
+    assert variant.uri.endswith("?tkn=solo"), master
+    media = parse_media_playlist(http_get(http, f"/hls/hlsone/{variant.uri}")[1].decode())
+    assert media.segments and all(s.uri.endswith("?tkn=solo") for s in media.segments)
+    out = tmp_path / "hls.ts"
+    viewer = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-nostdin", "-re", "-i",
+         f"http://127.0.0.1:{http}/hls/hlsone/index.m3u8?tkn=solo", "-c", "copy", "-y", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    sessid = session_id("viewer", 14, "hlsone", "127.0.0.1", "solo", "HLS")
+    seen: set[str] = set()
+    clients: set[int] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while viewer.poll() is None and time.monotonic() < deadline:
+            reply = m.api({"clients": {"streams": ["hlsone"], "fields": ["sessid", "down"]}})
+            seen.update(r[0] for r in reply["clients"]["data"])
+            totals = m.api({"totals": {"streams": ["hlsone"], "fields": ["clients"]}})
+            clients.update(row[0] for row in totals["totals"]["data"][-1:])
+            time.sleep(0.2)
+        _, stderr = viewer.communicate(timeout=30)
+        assert viewer.returncode == 0, stderr
+    finally:
+        stop_proc(viewer)
+    assert decode(out).video_frames >= 90
+    assert seen == {sessid}  # every sample, from the master to the last segment
+    assert 1 in clients and max(clients) == 1
 
 
 def _read_until_closed(port: int, path: str, result: dict[str, Any]) -> None:
