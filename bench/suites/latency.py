@@ -15,13 +15,20 @@ server holds the reply until the part is complete), then the playlist is reloade
 bytes holding it arrived, so it includes waiting for the rest of its part
 (``part_target_s``), as a player must.
 
+``mistpy_rtmp_to_bus`` splits our figure: a process reading the bus as the live outputs
+do (``StreamReader`` with ``lag_wait_s=LIVE_LAG_WAIT_S``, futex waits) notes when each
+stamped video frame becomes readable, so the rest of an output's figure is delivery (bus
+wake-up, mux, socket, viewer).
+
 Repeated runs (fresh viewers each): medians of the per-run p50/p99 and their spread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import os
+import queue
 import shutil
 import statistics
 import tempfile
@@ -43,6 +50,7 @@ PATHS = (
     "mistpy_rtmp_to_rtmp",
     "mistpy_rtmp_to_http_flv",
     "mistpy_rtmp_to_llhls",
+    "mistpy_rtmp_to_bus",
     "nginx_rtmp_to_rtmp",
 )
 
@@ -63,6 +71,34 @@ def _collector(out: list[float], since: Callable[[], float]) -> lc.OnData:
                 out.append(now * 1000 - ns / 1e6)
 
     return on_data
+
+
+def _bus_main(stream: str, seconds: float, out: Any) -> None:
+    """(arrival - stamp) in ms of the video frames read from the bus for ``seconds``,
+    from ``JOIN_SKIP_S`` on (a spawned process: the bus reader's own wake-ups)."""
+    import shm
+    from shm.reader import LIVE_LAG_WAIT_S
+
+    values: list[float] = []
+    try:
+        reader = shm.StreamReader(stream, lag_wait_s=LIVE_LAG_WAIT_S)
+    except shm.StreamNotFound:
+        out.put(values)
+        return
+    reader.seek_live()
+    since = time.monotonic() + JOIN_SKIP_S
+    end = time.monotonic() + seconds
+    scanner = StampScanner()
+    while (now := time.monotonic()) < end:
+        p = reader.read()
+        if p is None:
+            reader.wait_sync(min(0.5, end - now))
+            continue
+        for ns in scanner.feed(bytes(p.data[:128])):  # the SEI leads the frame
+            if ns / 1e9 >= since:
+                values.append(time.monotonic_ns() / 1e6 - ns / 1e6)
+    reader.close()
+    out.put(values)
 
 
 async def _llhls(port: int, stream: str, seconds: float, out: list[float]) -> float:
@@ -111,9 +147,22 @@ async def _one_run(
     if ngx is not None:
         viewer("nginx_rtmp_to_rtmp", lambda st, cb: lc.rtmp_viewer(
             "127.0.0.1", ngx.rtmp_port, "live", theirs, seconds, st, 60, cb))  # fmt: skip
-    results = await asyncio.gather(
-        _llhls(mist.http_port, ours, seconds, lat["mistpy_rtmp_to_llhls"]), *coros
-    )
+    ctx = mp.get_context("spawn")
+    bus_q = ctx.Queue()
+    bus = ctx.Process(target=_bus_main, args=(ours, seconds, bus_q), daemon=True)
+    bus.start()
+    try:
+        results = await asyncio.gather(
+            _llhls(mist.http_port, ours, seconds, lat["mistpy_rtmp_to_llhls"]), *coros
+        )
+        try:
+            lat["mistpy_rtmp_to_bus"] = await asyncio.to_thread(bus_q.get, True, seconds + 30)
+        except queue.Empty:
+            pass
+    finally:
+        bus.join(5)
+        if bus.is_alive():
+            bus.kill()
     return lat, float(results[0])
 
 
