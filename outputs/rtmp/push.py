@@ -25,6 +25,7 @@ from mistcodecs.rtmp import (
     StreamCreated,
 )
 from outputs.rtmp.live import CHUNK_SIZE
+from shm.reader import LIVE_LAG_WAIT_S
 
 CONNECT_TIMEOUT_S = 10.0
 DRAIN_ABOVE = 256 * 1024
@@ -155,6 +156,7 @@ async def _send(
     muxer = FlvMuxer(tracks)
     reader.select([t.id for t in tracks])
     if live:
+        reader.lag_wait_s = LIVE_LAG_WAIT_S  # relays: no waiting for the next audio frame
         reader.seek_live(0)
     else:
         reader.seek(0)
