@@ -27,7 +27,9 @@ import msgpack
 
 from shm.model import TrackMeta
 
-HEADER_VERSION = 1
+# 2: MP4 timed text is a "subtitle" track of cue payloads (version 1 headers say "tx3g"
+# and hold the raw sample sizes); bump whenever what an input indexes changes meaning
+HEADER_VERSION = 2
 HEADER_SUFFIX = ".dtsh"
 _COLUMNS = ("dts", "offset", "size", "pos", "rsize", "aux")
 

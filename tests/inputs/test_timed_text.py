@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
 
+import msgpack
 import pytest
 
+from inputs.index import HEADER_VERSION
 from mistcodecs.mp4.demux import open_file
 from tests.inputs.support import InputProcess, ffmpeg, read_tracks, tracks_of
 from tests.outputs_http.conftest import start_server, stop_server
@@ -120,3 +123,41 @@ def test_mistinmp4_info_json_srt_and_webvtt(mov_text: Path, stream: str, tmp_pat
     for ext, doc in docs.items():
         assert ffmpeg_cues(doc) == CUES, ext
     assert docs["srt"].read_text().startswith("1\n00:00:01,000 --> 00:00:02,500\nHello world\n")
+
+
+def test_old_version_header_is_indexed_again(mov_text: Path, stream: str, tmp_path: Path) -> None:
+    """A header from before the subtitle rename (version 1, codec ``tx3g``) is not
+    trusted: MistInMP4 indexes the file again, publishes the subtitle track and
+    rewrites the header at the current version."""
+    src = tmp_path / "subs.mp4"
+    shutil.copy(mov_text, src)
+    header = Path(f"{src}.dtsh")
+    with InputProcess("mp4", stream, src, "--inputtimeout", "0") as inp:
+        assert inp.wait() == 0, inp.stderr
+    rec = msgpack.unpackb(header.read_bytes(), raw=False, strict_map_key=False)
+    assert rec["v"] == HEADER_VERSION > 1
+    (sub,) = [t for t in rec["tracks"] if t["type"] == "meta"]
+    sub["codec"] = "tx3g"  # what version 1 wrote for this track
+    rec["v"] = 1
+    header.write_bytes(msgpack.packb(rec, use_bin_type=True))
+
+    with InputProcess("mp4", stream, src) as inp:
+        reader = inp.reader()
+        try:
+            tracks = tracks_of(reader)
+            packets = read_tracks(reader)
+        finally:
+            reader.close()
+        assert inp.stop() == 0
+    assert f"header {header} not used: header version 1 is not {HEADER_VERSION}" in inp.stderr
+    (meta,) = [t for t in tracks if t.type == "meta"]
+    assert meta.codec == "subtitle"
+    got = [
+        (p.dts, p.dts + int.from_bytes(p.data[:4], "big"), bytes(p.data[4:]).decode())
+        for p in packets
+        if p.track == meta.id
+    ]
+    assert got == CUES
+    rec = msgpack.unpackb(header.read_bytes(), raw=False, strict_map_key=False)
+    assert rec["v"] == HEADER_VERSION
+    assert [t["codec"] for t in rec["tracks"] if t["type"] == "meta"] == ["subtitle"]
