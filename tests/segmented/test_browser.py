@@ -21,6 +21,8 @@ import pytest
 from tests.outputs_http.conftest import Server
 
 from .conftest import SteadyPublisher
+from .test_subtitles import CUES
+from .test_subtitles import subbed as subbed  # module fixture
 
 pytestmark = pytest.mark.browser
 
@@ -160,3 +162,33 @@ def test_ll_dash_latency_under_3s(browser: Any, server: Server, live: SteadyPubl
 def test_vod_plays(browser: Any, server: Server, vod: str, kind: str) -> None:
     run = play(browser, server, vod, kind, 30, advance=14)  # the clip lasts 20 s
     assert_smooth(run, 14)
+
+
+CUES_SEEN = """() => { const v = document.getElementById('video'); const dash = window.mistDash;
+  const text = dash && dash.isReady() ? dash.getTracksFor('text') : [];
+  const cues = [];
+  for (const t of v.textTracks) { for (const c of (t.cues || [])) cues.push(
+      [Math.round(c.startTime * 1000), Math.round(c.endTime * 1000), c.text]); }
+  return {langs: text.map(t => t.lang), cues: cues, t: v.currentTime}; }"""
+
+
+def test_dashjs_loads_the_webvtt_subtitles(browser: Any, server: Server, subbed: str) -> None:
+    """dash.js finds the MPD's text AdaptationSet and turns its WebVTT segments into
+    cues on the <video>: the source cues, at their times."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.base}/{subbed}.html?forceplayer=hlsjs")
+        page.wait_for_function("() => Object.keys(window.mistPlayers || {}).length > 0")
+        assert page.evaluate(TAKE, [subbed, DASH]) is True
+        deadline = time.monotonic() + 40
+        state = page.evaluate(CUES_SEEN)
+        while len({tuple(c) for c in state["cues"]}) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = page.evaluate(CUES_SEEN)
+        events = page.evaluate(EVENTS)
+    finally:
+        page.close()
+    assert state["langs"] == ["en"], (state, events[-20:])  # dash.js: BCP 47 of "eng"
+    expected = {(start, start + duration, text) for start, duration, text in CUES}
+    seen = {tuple(c) for c in state["cues"]}
+    assert len(seen) >= 3 and seen <= expected, (state, events[-20:])
