@@ -81,7 +81,6 @@ class _RTrack:
         "page_view",
         "parts_off",
         "pos",
-        "prev_dts",
         "tid",
         "view",
         "want_key",
@@ -92,7 +91,6 @@ class _RTrack:
         self.entry = entry  # index of this track's want entry in our slot
         self.pos = 0
         self.last_dts = 0
-        self.prev_dts = 0  # the dts before last_dts (last_dts - prev_dts: the last step)
         self.lag_since: float | None = None  # when we began waiting for this track
         self.want_key = -1
         self.end = 0  # cached parts end (re-read when pos reaches it)
@@ -120,7 +118,6 @@ class StreamReader:
         # None: strict decode order; else the bounded live wait (module docstring)
         self.lag_wait_s = lag_wait_s
         self._lag_until: float | None = None  # while read() waits for a lagging track
-        self._out_dts = -(1 << 62)  # newest dts returned (a lagging track is late below it)
         try:
             self._meta_seg = Segment.open(L.meta_name(stream), min_size=L.META_HDR.size)
         except posix_ipc.ExistentialError:
@@ -203,7 +200,7 @@ class StreamReader:
                     rt = self._add_sel(tid)
                     if rt is not None:
                         rt.pos = self._pages[tid].find_part(start) if self._positioned else rt.pos
-                        rt.last_dts = rt.prev_dts = start
+                        rt.last_dts = start
         return True
 
     @property
@@ -276,10 +273,9 @@ class StreamReader:
             else:
                 rt.pos = rt.page.find_part(start)
             rt.next_dts = None
-            rt.last_dts = rt.prev_dts = start
+            rt.last_dts = start
             rt.lag_since = None
             self._announce(rt, rt.pos)
-        self._out_dts = -(1 << 62)
         self._positioned = True
         self._waiting_on = None
 
@@ -423,9 +419,13 @@ class StreamReader:
         now = time.monotonic()
         keep = []
         for rt in lagging:
-            # the next packet is expected one step on: past the candidate, it cannot come first
-            if 2 * rt.last_dts - rt.prev_dts > best_dts:
-                continue
+            # its next packet is expected one step after its newest: past the candidate, it
+            # cannot come first (the last two records of the ring give the step)
+            n, view, off, mask = rt.pos, rt.view, rt.parts_off, rt.mask
+            if n - 2 >= _U64_UNPACK(view, _OFF_PARTS_START)[0]:
+                last = _I64_UNPACK(view, off + ((n - 1) & mask) * 32)[0]
+                if 2 * last - _I64_UNPACK(view, off + ((n - 2) & mask) * 32)[0] > best_dts:
+                    continue
             if rt.lag_since is None:
                 rt.lag_since = now
             until = rt.lag_since + self.lag_wait_s
@@ -449,11 +449,9 @@ class StreamReader:
             return None
         rt.pos = n + 1
         rt.next_dts = None
-        rt.prev_dts = rt.last_dts
+        if rt.lag_since is not None and dts >= max(o.last_dts for o in self._sel):
+            rt.lag_since = None  # on time again: a later lag is a new episode
         rt.last_dts = dts
-        if dts >= self._out_dts:
-            self._out_dts = dts
-            rt.lag_since = None  # on time: a later lag is a new episode
         if key != rt.want_key & _MASK32:
             self._announce(rt, n)
         return Packet(rt.tid, dts, off, flags == 1, rt.page_view[pos : pos + size])
