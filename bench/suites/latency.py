@@ -18,7 +18,9 @@ bytes holding it arrived, so it includes waiting for the rest of its part
 ``mistpy_rtmp_to_bus`` splits our figure: a process reading the bus as the live outputs
 do (``StreamReader`` with ``lag_wait_s=LIVE_LAG_WAIT_S``, futex waits) notes when each
 stamped video frame becomes readable, so the rest of an output's figure is delivery (bus
-wake-up, mux, socket, viewer).
+wake-up, mux, socket, viewer). ``tail_share_before_bus``: for the frames at or above an
+output's p99 in a run, the median share of their latency already spent when they
+reached the bus (1.0: the tail is ingest, 0.0: delivery).
 
 Repeated runs (fresh viewers each): medians of the per-run p50/p99 and their spread.
 """
@@ -55,31 +57,34 @@ PATHS = (
 )
 
 
+Sample = tuple[int, float]  # (stamp: send time in monotonic ns, latency ms)
+
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
 
 
-def _collector(out: list[float], since: Callable[[], float]) -> lc.OnData:
-    """An ``on_data`` that notes (arrival - stamp) in ms of every stamp sent after
+def _collector(out: list[Sample], since: Callable[[], float]) -> lc.OnData:
+    """An ``on_data`` that notes (stamp, arrival - stamp in ms) of every stamp sent after
     ``since()`` (monotonic s)."""
     scanner = StampScanner()
 
     def on_data(data: bytes, now: float) -> None:
         for ns in scanner.feed(data):
             if ns / 1e9 >= since():
-                out.append(now * 1000 - ns / 1e6)
+                out.append((ns, now * 1000 - ns / 1e6))
 
     return on_data
 
 
 def _bus_main(stream: str, seconds: float, out: Any) -> None:
-    """(arrival - stamp) in ms of the video frames read from the bus for ``seconds``,
+    """(stamp, arrival - stamp in ms) of the video frames read from the bus for ``seconds``,
     from ``JOIN_SKIP_S`` on (a spawned process: the bus reader's own wake-ups)."""
     import shm
     from shm.reader import LIVE_LAG_WAIT_S
 
-    values: list[float] = []
+    values: list[Sample] = []
     try:
         reader = shm.StreamReader(stream, lag_wait_s=LIVE_LAG_WAIT_S)
     except shm.StreamNotFound:
@@ -96,12 +101,12 @@ def _bus_main(stream: str, seconds: float, out: Any) -> None:
             continue
         for ns in scanner.feed(bytes(p.data[:128])):  # the SEI leads the frame
             if ns / 1e9 >= since:
-                values.append(time.monotonic_ns() / 1e6 - ns / 1e6)
+                values.append((ns, time.monotonic_ns() / 1e6 - ns / 1e6))
     reader.close()
     out.put(values)
 
 
-async def _llhls(port: int, stream: str, seconds: float, out: list[float]) -> float:
+async def _llhls(port: int, stream: str, seconds: float, out: list[Sample]) -> float:
     """Follow the LL-HLS playlist of the video track; the part target (s)."""
     base = f"http://127.0.0.1:{port}/cmaf/{stream}/"
     started = time.monotonic()
@@ -131,8 +136,8 @@ async def _llhls(port: int, stream: str, seconds: float, out: list[float]) -> fl
 
 async def _one_run(
     mist: MistOutputs, ngx: Nginx | None, names: dict[str, str], seconds: float
-) -> tuple[dict[str, list[float]], float]:
-    lat: dict[str, list[float]] = {p: [] for p in PATHS}
+) -> tuple[dict[str, list[Sample]], float]:
+    lat: dict[str, list[Sample]] = {p: [] for p in PATHS}
     coros: list[Any] = []
 
     def viewer(path: str, make: Callable[[lc.ViewerStats, lc.OnData], Any]) -> None:
@@ -166,7 +171,8 @@ async def _one_run(
     return lat, float(results[0])
 
 
-def _summary(runs: list[list[float]]) -> dict[str, Any]:
+def _summary(samples: list[list[Sample]]) -> dict[str, Any]:
+    runs = [[ms for _, ms in r] for r in samples]
     p50 = [percentile(r, 0.5) for r in runs if r]
     p99 = [percentile(r, 0.99) for r in runs if r]
     if not p50:
@@ -181,6 +187,21 @@ def _summary(runs: list[list[float]]) -> dict[str, Any]:
     }
 
 
+def _tail_share_before_bus(out: list[list[Sample]], bus: list[list[Sample]]) -> float | None:
+    """Median over the runs' frames at or above the output's p99 of (bus latency /
+    output latency) for the same stamp."""
+    shares = []
+    for frames, at_bus in zip(out, bus, strict=False):
+        if not frames:
+            continue
+        p99 = percentile([ms for _, ms in frames], 0.99)
+        reached = dict(reversed(at_bus))  # a stamp's first frame (a batch shares its stamp)
+        for ns, ms in frames:
+            if ms >= p99 and ns in reached and ms > 0:
+                shares.append(min(1.0, max(0.0, reached[ns] / ms)))
+    return round(statistics.median(shares), 2) if shares else None
+
+
 def run(quick: bool) -> dict[str, Any]:
     seconds = 8.0 if quick else 20.0
     reps = 2 if quick else 3
@@ -192,7 +213,7 @@ def run(quick: bool) -> dict[str, Any]:
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    collected: dict[str, list[list[float]]] = {p: [] for p in PATHS}
+    collected: dict[str, list[list[Sample]]] = {p: [] for p in PATHS}
     pubs = []
     try:
         source = make_flv(folder / "src.flv", 30, 1000)
@@ -219,6 +240,13 @@ def run(quick: bool) -> dict[str, Any]:
     for path, runs in collected.items():
         if any(runs):
             out[path] = _summary(runs)
+    shares = {}
+    for path in ("mistpy_rtmp_to_rtmp", "mistpy_rtmp_to_http_flv"):
+        share = _tail_share_before_bus(collected[path], collected["mistpy_rtmp_to_bus"])
+        if share is not None:
+            shares[path.removeprefix("mistpy_rtmp_to_")] = share
+    if shares:
+        out["tail_share_before_bus"] = shares
     theirs = out.get("nginx_rtmp_to_rtmp", {})
     for path in ("mistpy_rtmp_to_rtmp", "mistpy_rtmp_to_http_flv"):
         for q in ("p50_ms", "p99_ms"):
@@ -241,6 +269,9 @@ def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
                 (f"{path} p50 / p99 ms", f"{fig['p50_ms']} / {fig['p99_ms']} (p50 runs {lo}-{hi})")
             )
     rows += [(k, str(v)) for k, v in sorted(result.items()) if k.startswith("ratio_")]
+    if "tail_share_before_bus" in result:
+        shares = ", ".join(f"{k} {v}" for k, v in sorted(result["tail_share_before_bus"].items()))
+        rows.append(("p99 tail: share spent before the bus", shares))
     if "llhls_part_target_s" in result:
         rows.append(("LL-HLS part target s", str(result["llhls_part_target_s"])))
     if "error" in result:
