@@ -5,9 +5,9 @@ Theory of operation
 A :class:`LiveFeed` is one task that reads a live stream from the bus (``StreamReader``
 positioned with ``seek_live``, woken by ``wait``, with the bounded interleave wait
 ``LIVE_LAG_WAIT_S``: a video frame is not held back for the next audio frame), hands
-each packet to the format's sans-IO muxer once and collects the produced bytes. Each wake-up turns into one batch;
-the batch is written with ``transport.write`` to every viewer that is in step -- one
-call per viewer per batch, no per-viewer muxing or copying.
+each packet to the format's sans-IO muxer once and collects the produced bytes. Each
+wake-up turns into one batch; the batch is written with ``transport.write`` to every
+viewer that is in step -- one call per viewer per batch, no per-viewer muxing or copying.
 
 The feed keeps the format header and the bytes since the most recent keyframe (the
 "GOP log"). A joining viewer is written ``header + GOP log`` and is then in step: it

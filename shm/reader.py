@@ -9,10 +9,11 @@ slot may have been recycled, and the reader re-seeks to the oldest keyframe
 Interleaving: a live track that is empty but behind the packet we would return may
 still get an earlier packet, so strict order waits for it (up to ``GIVE_UP_MS`` of the
 other tracks' media time). Live outputs opt out of most of that wait with
-``lag_wait_s``: a lagging track is waited for only while its expected next dts (last
-dts + its last step) would come first, and at most ``lag_wait_s`` of wall-clock time per
-episode; the episode lasts until the track delivers a packet that is not late. Each
-track's own order is always kept; VoD is always strictly ordered.
+``lag_wait_s``: a lagging track is waited for only while its expected next dts (its
+newest dts plus its last step) would come first, and at most ``lag_wait_s`` of
+wall-clock time per episode (``wait``/``wait_sync`` return by then); the episode lasts
+until the track delivers a packet that is not late. Each track's own order is always
+kept; VoD is always strictly ordered.
 
 Waiting: ``wait_sync`` sleeps on the stream's futex word (one writer syscall wakes
 every sleeper). ``fileno()``/``wait`` use a unix datagram socket in the abstract
