@@ -38,6 +38,7 @@ from outputs.segments import (
     segment_spans,
 )
 from shm.model import Packet, StreamState, TrackMeta
+from shm.reader import LIVE_LAG_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,9 @@ class StreamSegments:
 
     async def _watch(self) -> None:
         reader = self.reader
+        # the window keeps each track's own order, which is all it needs: a sparse track
+        # (a subtitle cue now and then) must not hold the media back for GIVE_UP_MS
+        reader.lag_wait_s = LIVE_LAG_WAIT_S
         try:
             reader.select(None)
             start = self._start_position()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import av
@@ -16,7 +17,7 @@ from mistcodecs.hls import check_media_playlist, parse_master_playlist, parse_me
 from shm.model import TrackMeta
 from tests.outputs_http.conftest import Frame, Server, Source, publish_vod, unique
 
-from .conftest import fetch
+from .conftest import SteadyPublisher, fetch
 
 CUES = [(500 + 2500 * i, 1500, f"cue {i}") for i in range(7)]  # start, duration, text
 
@@ -156,3 +157,56 @@ def test_info_lists_the_subtitle_documents(server: Server, subbed: str, vod: str
         assert got == {(start, start + duration, text) for start, duration, text in CUES}, fmt
     plain = json.loads(fetch(server, f"/json_{vod}.js")[2])
     assert not [s for s in plain["source"] if s["type"].startswith("html5/text/")]
+
+
+def _vtt_cues(body: bytes) -> set[tuple[int, int, str]]:
+    got: set[tuple[int, int, str]] = set()
+    with av.open(io.BytesIO(body), format="webvtt") as c:
+        for packet in c.demux():
+            if packet.size and packet.pts is not None and packet.time_base is not None:
+                start = round(packet.pts * packet.time_base * 1000)
+                end = start + round((packet.duration or 0) * packet.time_base * 1000)
+                got.add((start, end, bytes(packet).decode().strip()))
+    return got
+
+
+def test_live_mpd_lists_the_subtitles_up_to_the_segment_in_progress(
+    server: Server, live_clip: Source
+) -> None:
+    """Live (LL-DASH) the text Representation lists the segment in progress like the
+    media ones; asking for it waits until it completes, then serves its cues."""
+    pub = SteadyPublisher(unique("livesub"), live_clip)
+    pub.writer.add_track(TrackMeta(3, "meta", "subtitle", lang="eng"))
+    try:
+        for start, duration, text in CUES:
+            if start < 9000:
+                pub.publish_until(start)
+                pub.writer.append(3, start, 0, True, duration.to_bytes(4, "big") + text.encode())
+        pub.publish_until(9000)  # four 2 s segments complete, the fifth in progress
+        doc = parse_mpd(fetch(server, f"/cmaf/{pub.stream}/index.mpd")[2])
+        assert doc.dynamic
+        (text_set,) = [a for a in doc.adaptation_sets if a.content_type == "text"]
+        (rep,) = text_set.representations
+        video = next(a for a in doc.adaptation_sets if a.content_type == "video")
+        assert rep.timeline == video.representations[0].timeline
+        *done, (open_start, _, open_uri) = segment_list(rep)
+        got: set[tuple[int, int, str]] = set()
+        for _, _, uri in done:
+            status, _, body, _ = fetch(server, f"/cmaf/{pub.stream}/{uri}")
+            assert status == 200
+            got |= _vtt_cues(body)
+        before = {(s, s + d, t) for s, d, t in CUES if s < open_start}
+        assert got == before
+        result: list[tuple[int, bytes]] = []
+        asking = threading.Thread(
+            target=lambda: result.append(fetch(server, f"/cmaf/{pub.stream}/{open_uri}")[::2])
+        )
+        asking.start()
+        pub.publish_until(open_start + 2100)  # the keyframe that completes it, and more
+        asking.join(30)
+    finally:
+        pub.close()
+    ((status, body),) = result
+    assert status == 200, body
+    in_open = {(s, s + d, t) for s, d, t in CUES if s < 9000 and s + d > open_start}
+    assert _vtt_cues(body) == in_open and in_open
