@@ -441,8 +441,9 @@ def track_body(
         try:
             counted = CountingSink(sink, conn)
             await body(counted)
-            # the body ran out with the viewer still there: the end of the data
-            conn.ended = not counted.closed
+            # the body ran out with the viewer still there: the end of the data (a shared
+            # connection is one HLS/CMAF viewer's many requests: none of them is the end)
+            conn.ended = not counted.closed and not conn.shared
         finally:
             if watcher is not None:
                 watcher.cancel()
