@@ -7,11 +7,13 @@ capability ``push_urls`` matches the target (``rtmp://*`` -> MistOutRTMP, ``/*.m
 MistOutMP4, ...). Targets expand MistServer's variables (:func:`expand`): ``$stream``,
 ``$basename``, ``$wildcard``, ``$datetime``, ``$year``... ``$segmentCounter``.
 
-``?split=<s>`` (file targets): every ``split`` seconds a new recorder is started on a
-freshly expanded file name and the previous one is stopped (SIGTERM: it writes its
-trailer) one second later -- the files overlap by up to a GOP instead of leaving a gap,
-since each recorder starts on a keyframe. A target without variables gets
-``_$segmentCounter`` before its extension.
+``?split=<s>`` (file targets): once a recorder has been writing its file for ``split``
+seconds a new recorder is started on a freshly expanded file name, and the previous one
+is stopped (SIGTERM: it writes its trailer) one second after the new one's file has
+data -- the files overlap by up to a GOP instead of leaving a gap, since each recorder
+starts on a keyframe. Both times count from a recorder's first written byte, not from
+its spawn, so a recorder slow to start (a loaded machine) neither loses its share nor
+leaves a gap. A target without variables gets ``_$segmentCounter`` before its extension.
 
 Auto pushes start when a matching stream becomes READY (checked every second; ``stream``
 is an exact name or ``base+`` for every wildcard stream of ``base``), and are restarted
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import time
 from collections import deque
@@ -119,6 +122,8 @@ class Push:
     stopping: bool = False
     split_s: float = 0.0
     counter: int = 0
+    writing_since: float | None = None  # wall time its file first had data (split pushes)
+    successor: int = 0  # split: the push that takes over; this one stops once that writes
     reader: asyncio.Task[None] | None = None
     # what the output reported just before exiting (bytes, media times), see
     # ``common.triggers.report_output_end``; PUSH_END & co wait up to FINAL_WAIT_S for it
@@ -272,9 +277,36 @@ class PushManager:
                 if push.reported and (push.reader is None or push.reader.done()):
                     del self.pushes[push.id]
                 continue
-            if push.split_s and not push.stopping and time.time() - push.started >= push.split_s:
+            if push.split_s or push.successor:
+                self._check_writing(push)
+        for push in list(self.pushes.values()):
+            if push.exit_code is not None or push.stopping:
+                continue
+            if push.successor:
+                self._retire(push)
+            elif push.split_s and _writing_for(push) >= push.split_s:
                 await self._rotate(push)
         await self._auto(now)
+
+    @staticmethod
+    def _check_writing(push: Push) -> None:
+        if push.writing_since is not None:
+            return
+        path = push.target.partition("?")[0]
+        if not path.startswith("/"):  # not a local file: count from the spawn
+            push.writing_since = push.started
+            return
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if st.st_size > 0 and st.st_mtime >= push.started - 1.0:  # not an old file
+                push.writing_since = time.time()
+
+    def _retire(self, push: Push) -> None:
+        """Stop a rotated-out recorder once its successor has written for the overlap
+        (or has failed: then nothing would take over anyway)."""
+        nxt = self.pushes.get(push.successor)
+        if nxt is None or nxt.exit_code is not None or _writing_for(nxt) >= SPLIT_OVERLAP_S:
+            self.stop([push.id])
 
     def _exited(self, push: Push, now: float) -> None:
         how = "stopped" if push.stopping else f"exited with {push.exit_code}"
@@ -305,8 +337,7 @@ class PushManager:
             push.split_s = 0.0
             return
         push.split_s = 0.0  # the new one carries the rotation on
-        loop = asyncio.get_running_loop()
-        loop.call_later(SPLIT_OVERLAP_S, self.stop, [push.id])
+        push.successor = nxt.id  # stopped by :meth:`_retire` once ``nxt`` writes
 
     async def _auto(self, now: float) -> None:
         rules = self.auto
@@ -363,6 +394,11 @@ class PushManager:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(push.reader, 2.0)
         self.pushes.clear()
+
+
+def _writing_for(push: Push) -> float:
+    """Seconds since the push's file first had data (-1: nothing written yet)."""
+    return -1.0 if push.writing_since is None else time.time() - push.writing_since
 
 
 def _stream_matches(pattern: str, stream: str) -> bool:

@@ -165,6 +165,10 @@ class Controller:
             (signal.SIGHUP, "reload"),
         ):
             loop.add_signal_handler(sig, self.events.put_nowait, event)
+        self.port = self.api_port()
+        # UDP first: a client that saw the HTTP API answer may use the UDP API at once
+        # (uvloop binds a datagram socket only after yielding to the loop)
+        udp_transport = await self._start_udp(loop)
         self.http = HttpApi(self)
         runner = web.AppRunner(self.http.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -172,12 +176,11 @@ class Controller:
         try:
             await site.start()
         except OSError as exc:
+            udp_transport.close()
             await runner.cleanup()
             raise ConfigError(
                 f"cannot listen on {self.api_interface()}:{self.api_port()}: {exc.strerror}"
             ) from None
-        self.port = self.api_port()
-        udp_transport = await self._start_udp(loop)
         self.logbook.emit(
             "INFO",
             f"API listening on http://{self.api_interface()}:{self.port}/api, UDP {self.udp_address[0]}:{self.udp_address[1]}",

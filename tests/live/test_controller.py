@@ -154,10 +154,11 @@ def test_auto_push_split_recording(mist: tuple[Mist, int, int], tmp_path: Path) 
     mine = [k for k in rules if k != "bootrule"]
     assert [rules[k]["target"] for k in mine] == [target]
     assert m.api({"push_auto_list": True})["push_auto_list"] == rules
-    pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/auto", 30)
+    # each split counts from the recorder's first written byte: a slow start takes longer
+    pub = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/live/auto", 90)
     try:
         files = [tmp_path / f"auto_auto_{i}.ts" for i in range(3)]
-        wait_for(lambda: files[2].exists() and files[2].stat().st_size > 50_000, 40, "3 segments")
+        wait_for(lambda: files[2].exists() and files[2].stat().st_size > 50_000, 80, "3 segments")
         left = m.api({"push_auto_remove": mine})["push_auto_remove"]
         assert list(left) == ["bootrule"]
         wait_for(lambda: not _pushes(m), 15, "auto pushes to stop")

@@ -35,15 +35,19 @@ def check_decoded(d: Decoded, min_video: int, audio: bool = True) -> None:
 
 
 def http_capture(server: HttpServer, path: str, seconds: float, out: Path) -> threading.Thread:
+    """Read ``path`` for ``seconds`` counted from the first byte of the answer (a loaded
+    server may take a while to answer; that must not shorten the capture)."""
+
     def run() -> None:
-        with socket.create_connection((server.host, server.port), timeout=10) as s:
+        with socket.create_connection((server.host, server.port), timeout=30) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             buf = bytearray()
-            start = time.monotonic()
-            while time.monotonic() - start < seconds:
+            start: float | None = None
+            while start is None or time.monotonic() - start < seconds:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
+                start = time.monotonic() if start is None else start
                 buf += chunk
         head, _, body = bytes(buf).partition(b"\r\n\r\n")
         assert b" 200 " in head.split(b"\r\n")[0], head
