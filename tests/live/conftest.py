@@ -162,7 +162,7 @@ def ffmpeg_publish(
     )  # fmt: skip
 
 
-def wait_ready(stream: str, timeout: float = 20.0) -> None:
+def wait_ready(stream: str, timeout: float = 60.0) -> None:
     wait_for(lambda: stream_state(stream) == StreamState.READY, timeout, f"{stream} READY")
 
 

@@ -68,7 +68,8 @@ def pyav_read(url: str, out: Path, seconds: float) -> subprocess.Popen[bytes]:
 def test_publish_play_every_client(
     rtmp: Rtmp, http: HttpServer, publisher: object, tmp_path: Path
 ) -> None:
-    stream, pub = publisher(30)  # type: ignore[operator]
+    # long enough to outlast the test on a loaded machine: it must still be running at the end
+    stream, pub = publisher(120)  # type: ignore[operator]
     url = rtmp.url(stream)
     seconds = 3.0
     ff = subprocess.Popen(
@@ -86,7 +87,7 @@ def test_publish_play_every_client(
         for ext in ("flv", "ts", "mp4")
     ]
     for t in caps:
-        t.join(20)
+        t.join(60)
     for p in (ff, av_proc):
         _, err = p.communicate(timeout=30)
         assert p.returncode == 0, err.decode()

@@ -264,7 +264,7 @@ async def test_trigger_fire_from_children(
     assert await triggers.allowed_async("CONN_OPEN", lines, "orig")  # not configured
     assert await triggers.fire_async("CONN_OPEN", lines, "orig") is None
     triggers.fire_nowait("LIVE_TRACK_LIST", ["orig", '{"1": {}}'], "orig")
-    await until(lambda: asyncio.sleep(0, http_handler.calls("LIVE_TRACK_LIST")), 5, "nowait")
+    await until(lambda: asyncio.sleep(0, http_handler.calls("LIVE_TRACK_LIST")), 30, "nowait")
     assert http_handler.calls("LIVE_TRACK_LIST")[0].body == 'orig\n{"1": {}}'
     # DEFAULT_STREAM not configured: the configured defaultStream, variables expanded.
     assert await triggers.default_stream_async("cam+one", "h", "HTTP", "/u") == "fallback_cam"
