@@ -132,7 +132,7 @@ def rtmp() -> Iterator[Rtmp]:
         stop_rtmp(srv)
         srv.log.unlink(missing_ok=True)
     # the buffers it spawned ended with it and left nothing in /dev/shm
-    wait_for(lambda: not [n for s in MADE for n in shm_names(s)], 10, "no shm leftovers")
+    wait_for(lambda: not [n for s in MADE for n in shm_names(s)], 30, "no shm leftovers")
 
 
 @pytest.fixture(scope="module")

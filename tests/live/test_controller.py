@@ -82,8 +82,8 @@ def test_push_password_and_whitelist(mist: tuple[Mist, int, int], tmp_path: Path
     assert _publish_fails(f"rtmp://127.0.0.1:{rtmp}/wrong/sec")
     assert _publish_fails(f"rtmp://127.0.0.1:{rtmp}/live/deny")
     assert _publish_fails(f"rtmp://127.0.0.1:{rtmp}/live/nosuchstream")
-    wait_for(lambda: "wrong push password" in _log(m), 10, "password refusal in the log")
-    wait_for(lambda: "is not whitelisted" in _log(m), 10, "whitelist refusal in the log")
+    wait_for(lambda: "wrong push password" in _log(m), 30, "password refusal in the log")
+    wait_for(lambda: "is not whitelisted" in _log(m), 30, "whitelist refusal in the log")
     good = ffmpeg_publish(f"rtmp://127.0.0.1:{rtmp}/secret/sec", 20)
     try:
         wait_ready("sec")
@@ -95,7 +95,7 @@ def test_push_password_and_whitelist(mist: tuple[Mist, int, int], tmp_path: Path
     finally:
         stop_proc(good)
     # resume is 1 s for this stream: then the buffer ends it and leaves nothing behind
-    wait_for(lambda: stream_state("sec") is None and not shm_names("sec"), 15, "stream end")
+    wait_for(lambda: stream_state("sec") is None and not shm_names("sec"), 30, "stream end")
 
 
 def _pushes(m: Mist) -> list[Any]:
@@ -126,7 +126,7 @@ def test_push_api_restream_and_recording(mist: tuple[Mist, int, int], tmp_path: 
             {"push_start": {"stream": "rec", "target": f"rtmp://127.0.0.1:{rtmp}/live/live"}}
         )
         assert "error" not in restream, restream
-        rows = wait_for(lambda: len(_pushes(m)) == 2 and _pushes(m), 10, "two pushes")
+        rows = wait_for(lambda: len(_pushes(m)) == 2 and _pushes(m), 30, "two pushes")
         targets = sorted(r[3] for r in rows)
         assert str(tmp_path / "rec_rec.mkv") in targets
         wait_ready("live")  # the restream arrived as a publish on our own server
@@ -140,7 +140,7 @@ def test_push_api_restream_and_recording(mist: tuple[Mist, int, int], tmp_path: 
         time.sleep(2)
         stopped = m.api({"push_stop": [r[0] for r in rows]})["push_stop"]
         assert sorted(stopped) == sorted(r[0] for r in rows)
-        wait_for(lambda: not _pushes(m), 15, "pushes to stop")
+        wait_for(lambda: not _pushes(m), 30, "pushes to stop")
         check_decoded(decode(tmp_path / "rec_rec.mkv"), 50)
     finally:
         stop_proc(pub)
@@ -161,7 +161,7 @@ def test_auto_push_split_recording(mist: tuple[Mist, int, int], tmp_path: Path) 
         wait_for(lambda: files[2].exists() and files[2].stat().st_size > 50_000, 80, "3 segments")
         left = m.api({"push_auto_remove": mine})["push_auto_remove"]
         assert list(left) == ["bootrule"]
-        wait_for(lambda: not _pushes(m), 15, "auto pushes to stop")
+        wait_for(lambda: not _pushes(m), 30, "auto pushes to stop")
     finally:
         stop_proc(pub)
     for f in files[:2]:

@@ -65,19 +65,19 @@ def test_buffers_come_from_the_zygote_and_outlive_it(tmp_path: Path) -> None:
     try:
         pubs.append(ffmpeg_publish(srv.url(first), 60))
         wait_ready(first)
-        zygote = wait_for(lambda: _zygote(srv.proc.pid), 10, "the zygote")
-        (buf,) = wait_for(lambda: _buffers(srv.proc.pid), 10, "the forked MistInBuffer")
+        zygote = wait_for(lambda: _zygote(srv.proc.pid), 30, "the zygote")
+        (buf,) = wait_for(lambda: _buffers(srv.proc.pid), 30, "the forked MistInBuffer")
         assert buf.ppid() == zygote.pid
 
         zygote.kill()  # kill -9: the running buffer and its stream carry on
-        wait_for(lambda: not _running(zygote), 10, "the zygote gone")
+        wait_for(lambda: not _running(zygote), 30, "the zygote gone")
         assert buf.is_running()
         _play(srv.url(first), tmp_path / "first.flv")
         assert decode(tmp_path / "first.flv").video_frames >= 10
 
         pubs.append(ffmpeg_publish(srv.url(second), 60))  # a new zygote serves the next push
         wait_ready(second)
-        new_zygote = wait_for(lambda: _zygote(srv.proc.pid), 10, "a new zygote")
+        new_zygote = wait_for(lambda: _zygote(srv.proc.pid), 30, "a new zygote")
         assert new_zygote.pid != zygote.pid
         _play(srv.url(second), tmp_path / "second.flv")
         assert decode(tmp_path / "second.flv").video_frames >= 10
@@ -88,5 +88,5 @@ def test_buffers_come_from_the_zygote_and_outlive_it(tmp_path: Path) -> None:
         stop_rtmp(srv)
         srv.log.unlink(missing_ok=True)
     # the connector took its buffers (forked or orphaned by the zygote) along
-    wait_for(lambda: not any(_pid_running(p) for p in buffers), 15, "buffers gone")
-    wait_for(lambda: not shm_names(first) + shm_names(second), 10, "no shm leftovers")
+    wait_for(lambda: not any(_pid_running(p) for p in buffers), 30, "buffers gone")
+    wait_for(lambda: not shm_names(first) + shm_names(second), 30, "no shm leftovers")

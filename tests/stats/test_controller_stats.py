@@ -22,6 +22,10 @@ from common import sessions, triggers
 from tests.controller.conftest import Mist, base_config
 from tests.triggers.handlers import HttpHandler, ScriptHandler
 
+# Kicks are pushed to the reporter at once (and repeated in every 1 s update reply); the
+# bound only catches a kick that never comes, it is no latency figure (a loaded CI machine).
+KICK_S = 10.0
+
 
 def start(
     mist_factory: Any, monkeypatch: pytest.MonkeyPatch, cfg: dict[str, Any], **kw: Any
@@ -78,8 +82,8 @@ async def test_user_new_denies_caches_and_invalidate_kicks(
     http_handler.answers["USER_NEW"] = "false"
     started = time.monotonic()
     await api(mist, {"invalidate_sessions": ["live"]})
-    await asyncio.wait_for(good.kicked.wait(), 2.0)
-    assert time.monotonic() - started < 2.0
+    await asyncio.wait_for(good.kicked.wait(), KICK_S)
+    assert time.monotonic() - started < KICK_S
     good.close()
     # The invalidated (now denied) session stays out; the cached denial is counted.
     assert not (await rep.open("live", "10.9.8.7", token="good")).allowed
@@ -95,20 +99,20 @@ async def test_stop_and_tag_commands(mist_factory: Any, monkeypatch: pytest.Monk
     d = await rep.open("beta", "10.0.0.4", kind="input")
     assert d.sessid.startswith("I") and not a.sessid.startswith("I")
     await api(mist, {"stop_sessions": {"alpha": "HLS"}})
-    await asyncio.wait_for(b.kicked.wait(), 2)
+    await asyncio.wait_for(b.kicked.wait(), KICK_S)
     assert not a.kicked.is_set()
     await api(mist, {"tag_sessid": {c.sessid: "naughty"}})
     await api(mist, {"stop_tag": "naughty"})
-    await asyncio.wait_for(c.kicked.wait(), 2)
+    await asyncio.wait_for(c.kicked.wait(), KICK_S)
     await api(mist, {"stop_sessid": [a.sessid]})
-    await asyncio.wait_for(a.kicked.wait(), 2)
+    await asyncio.wait_for(a.kicked.wait(), KICK_S)
     assert not d.kicked.is_set()
     await api(mist, {"tag_stream": {"beta": ["x", "y"]}})
     await api(mist, {"untag_stream": {"beta": "x"}})
     reply = await api(mist, {"stream_tags": ["beta"]})
     assert reply["stream_tags"] == {"beta": ["y"]}
     await api(mist, {"stop_sessions": "beta"})
-    await asyncio.wait_for(d.kicked.wait(), 2)
+    await asyncio.wait_for(d.kicked.wait(), KICK_S)
     await rep.aclose()
 
 
@@ -167,7 +171,7 @@ async def test_clients_totals_prometheus_access_log(
                 return rows
             return None
 
-        rows = await until(grown, 5, f"counters step {step}")
+        rows = await until(grown, 30, f"counters step {step}")
         seen.append(sorted(r[1] for r in rows))
         assert sorted(r[0] for r in rows) == ["10.1.0.0", "10.1.0.1", "10.1.0.2", "10.2.0.1"]
     assert seen[0] < seen[1] < seen[2]  # growing byte counters
@@ -181,7 +185,7 @@ async def test_clients_totals_prometheus_access_log(
         found = (await api(mist, totals_req))["totals"]
         return found if sum(r[2] for r in found["data"]) == 30_000 * 3 else None
 
-    totals = await until(all_bytes, 5, "totals")
+    totals = await until(all_bytes, 30, "totals")
     assert totals["fields"] == ["clients", "inputs", "downbps"]
     assert totals["data"][-1][:2] == [3, 1]
     assert totals["interval"] == [[len(totals["data"]), 1]]
@@ -218,12 +222,12 @@ async def test_clients_totals_prometheus_access_log(
     lines = access.read_text().splitlines()
     assert len(lines) == 2  # one per ended session, the others are still connected
     assert all(" on stream vstats" in line and "30000 B down" in line for line in lines)
-    ends = await until(lambda: asyncio.to_thread(script.calls, "USER_END"), 5, "USER_END")
+    ends = await until(lambda: asyncio.to_thread(script.calls, "USER_END"), 30, "USER_END")
     assert sorted(c.payload[0] for c in ends) == ["t0", "t1"]
     for end in ends:
         assert end.payload[1:4] == ["vstats", "HTTP", f"10.1.0.{end.payload[0][1]}"]
         assert end.payload[6] == "30000" and len(end.payload) == 12
-    closes = await until(lambda: asyncio.to_thread(script.calls, "CONN_CLOSE"), 5, "CONN_CLOSE")
+    closes = await until(lambda: asyncio.to_thread(script.calls, "CONN_CLOSE"), 30, "CONN_CLOSE")
     assert sorted(c.payload[3] for c in closes) == ["/vstats.flv?i=0", "/vstats.flv?i=1"]
     access_frames = await until(
         lambda: asyncio.sleep(0, [f for f in ws_frames if f[0] == "access"]), 5, "access frames"
@@ -282,7 +286,7 @@ async def test_hanging_handler_times_out_into_default(
     script.sleep("USER_NEW", 60)
     rep = sessions.Reporter("HTTP")
     hanging = asyncio.create_task(rep.open("slow", "10.0.0.9", url="/slow.flv"))
-    await until(lambda: asyncio.to_thread(script.calls, "USER_NEW"), 5, "USER_NEW started")
+    await until(lambda: asyncio.to_thread(script.calls, "USER_NEW"), 30, "USER_NEW started")
     t0 = time.monotonic()
     for _ in range(5):
         assert await triggers.allowed_async("CONN_PLAY", lines, "orig")
@@ -309,7 +313,7 @@ async def test_connections_survive_a_controller_restart(
         rows = (await api(mist, fields))["clients"]["data"]
         return rows if rows == [[conn.sessid, 5000]] else None
 
-    await until(listed, 5, "the connection")
+    await until(listed, 30, "the connection")
     await asyncio.to_thread(mist.stop)
     await asyncio.to_thread(mist.start)
     await until(listed, 10, "the connection after the restart")

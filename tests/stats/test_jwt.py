@@ -204,7 +204,7 @@ def test_valid_jwt_admits_without_user_new(
 
     expired = _sign("HS256", {"sub": "vod", "exp": now - 10}, kid="hs")
     assert _get(http, f"/vod.flv?jwt={expired}")[0] == 403
-    wait_for(lambda: handler.calls("USER_NEW"), 10, "USER_NEW for the expired token")
+    wait_for(lambda: handler.calls("USER_NEW"), 30, "USER_NEW for the expired token")
     asked = handler.calls("USER_NEW")[0].body.split("\n")
     assert asked[:4] == ["vod", "127.0.0.1", expired, "HTTP"] and asked[6] == "false"
 

@@ -120,14 +120,14 @@ def test_stream_source_load_ready_end_abort(mist_factory: Any, script: ScriptHan
     assert [c.payload for c in script.calls("STREAM_LOAD")] == [["src"]]
     pid = mist.api({"active_streams": ["pid"]}, "/api2")["active_streams"]["src"][0]
     assert psutil.Process(pid).cmdline()[-4:] == ["-s", "src", "dummy://replaced", "--shm"]
-    (ready,) = wait_for(lambda: script.calls("STREAM_READY"), 15, what="STREAM_READY")
+    (ready,) = wait_for(lambda: script.calls("STREAM_READY"), 30, what="STREAM_READY")
     assert ready.payload == ["src", "Dummy"]
 
     psutil.Process(pid).kill()
-    (abort,) = wait_for(lambda: script.calls("INPUT_ABORT"), 15, what="INPUT_ABORT")
+    (abort,) = wait_for(lambda: script.calls("INPUT_ABORT"), 30, what="INPUT_ABORT")
     assert abort.payload[:4] == ["src", "dummy://replaced", "MistInDummy", str(pid)]
     assert abort.payload[4] == "SIGKILL" and "SIGKILL" in abort.payload[5]
-    (end,) = wait_for(lambda: script.calls("STREAM_END"), 15, what="STREAM_END")
+    (end,) = wait_for(lambda: script.calls("STREAM_END"), 30, what="STREAM_END")
     assert end.payload == ["src", "0", "0", "0", "0", "0", "0"]
 
     script.answer("STREAM_LOAD", "false")
