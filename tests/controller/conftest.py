@@ -121,7 +121,7 @@ class Mist:
                 env=self.env,
             )
         if wait:
-            wait_for(self.ready, 20, 0.05, "the controller API")
+            wait_for(self.ready, 90, 0.05, "the controller API")  # slow on a loaded machine
         return self
 
     def ready(self) -> bool:

@@ -25,6 +25,9 @@ from tests.outputs_http.conftest import start_server as start_http
 from tests.outputs_http.conftest import stop_server as stop_http
 
 PY = sys.executable
+# how long a program may take to start (import, bind, first answer): minutes' worth of
+# margin, since a loaded 2-core machine was measured at 17 s for MistOutRTMP
+STARTUP_S = 90.0
 
 
 def free_port() -> int:
@@ -101,7 +104,7 @@ def start_rtmp(*extra: str, env: dict[str, str] | None = None) -> Rtmp:
             env=env or standalone_env(),
         )
     srv = Rtmp(proc, 0, log)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline and proc.poll() is None:
         for line in srv.text().splitlines():
             if line.startswith("MistOutRTMP listening on"):

@@ -52,8 +52,8 @@ def mist(module_factory: Callable[..., Mist], boot_dir: Path) -> Iterator[tuple[
         states = [m.protocol_online(c) for c in ("RTMP", "HTTP")]
         return states == [[1], [1]]
 
-    wait_for(online, 60, "RTMP and HTTP connectors")
-    wait_for(lambda: _listening(rtmp) and _listening(http), 20, "connector ports")
+    wait_for(online, 90, "RTMP and HTTP connectors")
+    wait_for(lambda: _listening(rtmp) and _listening(http), 60, "connector ports")
     yield m, rtmp, http
 
 

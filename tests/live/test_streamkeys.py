@@ -47,7 +47,7 @@ def mist(module_factory: Callable[..., Mist]) -> Iterator[tuple[Mist, int, int]]
         60,
         "RTMP and HTTP connectors",
     )
-    wait_for(lambda: _listening(rtmp) and _listening(http), 20, "connector ports")
+    wait_for(lambda: _listening(rtmp) and _listening(http), 60, "connector ports")
     yield m, rtmp, http
 
 

@@ -147,7 +147,7 @@ class Server:
         self.pushes.append(proc)
         return proc
 
-    def push_live(self, timeout: float = 20, seconds: int = 300) -> subprocess.Popen[bytes]:
+    def push_live(self, timeout: float = 60, seconds: int = 300) -> subprocess.Popen[bytes]:
         """A push (for ``seconds``), and wait until the stream is playable."""
         proc = self.push(seconds)
         wait_for(lambda: self.stream_online(self.live), timeout, 0.1, "the live stream online")
@@ -186,8 +186,8 @@ def start_server(tmp: Path, clip_seconds: int = 10) -> Server:
     mist = Mist(tmp, free_port(), config, env, [])
     mist.start()
     srv = Server(mist, http, rtmp, vod, live, clip)
-    wait_for(srv.online, 40, 0.1, "HTTP and RTMP online")
-    wait_for(srv.http_ok, 20, 0.1, "the VoD stream over HTTP")
+    wait_for(srv.online, 90, 0.1, "HTTP and RTMP online")  # slow starts on a loaded machine
+    wait_for(srv.http_ok, 60, 0.1, "the VoD stream over HTTP")
     return srv
 
 

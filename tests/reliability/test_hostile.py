@@ -37,7 +37,7 @@ def srv(server: Server) -> Iterator[Server]:
     if not server.pushes or server.pushes[-1].poll() is not None:
         server.stop_pushes()
         server.push_live()
-    wait_for(server.online, 15, 0.1, "connectors online")
+    wait_for(server.online, 60, 0.1, "connectors online")
     yield server
 
 
