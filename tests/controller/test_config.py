@@ -22,7 +22,6 @@ from tests.controller.conftest import CONTROLLER, base_config, post, wait_for
 
 def test_default_config_and_demo_clip(mist_factory, tmp_path: Path) -> None:
     mist = mist_factory(None, start=False)
-    started = time.monotonic()
     mist.start()
     cfg = json.loads(mist.config.read_text())
     assert cfg["streams"]["live"]["source"] == "push://"
@@ -38,13 +37,18 @@ def test_default_config_and_demo_clip(mist_factory, tmp_path: Path) -> None:
         frames = sum(1 for _ in container.decode(video))
         assert frames == 250
         assert abs(float(container.duration or 0) / 1e6 - 10.0) < 0.2
-    assert time.monotonic() - started < 20
+    made = demo.stat()
     assert mist.stop() == 0
-    # the second start reuses the file and is quick
-    again = time.monotonic()
+    # the second start reuses the file (not made again). How long a start takes is no
+    # assertion here: a loaded CI machine took 21 s for the first one (bench/ for figures)
     mist.start()
-    assert time.monotonic() - again < 5.0  # ~1 s on an idle machine; margin for loaded CI
     assert json.loads(mist.config.read_text())["streams"]["demo"]["source"] == str(demo)
+    again = demo.stat()
+    assert (again.st_ino, again.st_mtime_ns, again.st_size) == (
+        made.st_ino,
+        made.st_mtime_ns,
+        made.st_size,
+    )
 
 
 @pytest.mark.parametrize(
