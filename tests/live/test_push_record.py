@@ -20,10 +20,10 @@ from .test_e2e import check_decoded, pyav_read
 PROGRAMS = {"flv": "MistOutFLV", "mp4": "MistOutMP4", "ts": "MistOutHTTPTS", "mkv": "MistOutEBML"}
 
 
-def recorder(stream: str, path: Path) -> subprocess.Popen[bytes]:
+def recorder(stream: str, path: Path, *extra: str) -> subprocess.Popen[bytes]:
     program = PROGRAMS[path.suffix[1:]]
     return subprocess.Popen(
-        [PY, "-m", "outputs.standalone", program, "--stream", stream, str(path)],
+        [PY, "-m", "outputs.standalone", program, "--stream", stream, *extra, str(path)],
         env=standalone_env(),
         stdin=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -59,12 +59,12 @@ def test_restream_into_nginx(rtmp: Rtmp, publisher: object, nginx: int, tmp_path
 
 @pytest.mark.parametrize("seconds", [6, pytest.param(30, marks=pytest.mark.slow)])
 def test_record_every_format(rtmp: Rtmp, publisher: object, tmp_path: Path, seconds: int) -> None:
-    stream, _ = publisher(seconds + 15)  # type: ignore[operator]
+    stream, _ = publisher(seconds + 90)  # type: ignore[operator]  # outlasts slow starts
     procs = {ext: recorder(stream, tmp_path / f"rec.{ext}") for ext in PROGRAMS}
     killed = {ext: recorder(stream, tmp_path / f"killed.{ext}") for ext in PROGRAMS}
     try:
         files = [tmp_path / f"{kind}.{ext}" for kind in ("rec", "killed") for ext in PROGRAMS]
-        wait_for(lambda: all(f.exists() and f.stat().st_size > 1000 for f in files), 20, "data")
+        wait_for(lambda: all(f.exists() and f.stat().st_size > 1000 for f in files), 60, "data")
         time.sleep(seconds / 2)
         for p in killed.values():
             p.send_signal(signal.SIGKILL)
@@ -121,11 +121,13 @@ def test_recorder_waits_for_the_stream(rtmp: Rtmp, tmp_path: Path, ext: str) -> 
 
     stream = unique("late")
     out = tmp_path / f"late.{ext}"
-    rec = recorder(stream, out)
+    # a loaded machine may take well over the default 20 s to get the publisher's
+    # stream READY (a MistInBuffer to start): the recorder waits 90 s
+    rec = recorder(stream, out, "--wait", "90")
     try:
         time.sleep(0.5)
-        pub = ffmpeg_publish(rtmp.url(stream), 6)
-        wait_for(lambda: out.exists() and out.stat().st_size > 100_000, 20, "recording data")
+        pub = ffmpeg_publish(rtmp.url(stream), 60)  # stopped once the data is there
+        wait_for(lambda: out.exists() and out.stat().st_size > 100_000, 90, "recording data")
         stop_proc(pub)
     finally:
         stop_proc(rec)
