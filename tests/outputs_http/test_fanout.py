@@ -224,3 +224,48 @@ async def test_late_audio_does_not_hold_video_and_outputs_stay_valid(
         for stream in (c.streams.video[0], c.streams.audio[0]):
             dts = [p.dts for p in c.demux(stream) if p.dts is not None and p.size]
             assert dts == sorted(dts), stream.type
+
+
+async def test_held_passes_merge_batches_and_stay_complete(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed whose write passes are slow (here: forced, every pass holds 200 ms) merges
+    what arrives meanwhile into its next pass: far fewer passes than the publisher's
+    writes, and every viewer still gets every frame, in order, byte-identical."""
+    import outputs.fanout as fanout
+
+    monkeypatch.setattr(fanout, "PASS_SHARE", 1e9)
+    monkeypatch.setattr(fanout, "MAX_HOLD_S", 0.2)
+    monkeypatch.setattr(fanout, "MIN_HOLD_S", 0.0)
+    name = unique("fanhold")
+    writer = StreamWriter(name, live=True)
+    for t in source.tracks:
+        writer.add_track(t)
+    writer.set_state(StreamState.READY)
+    frames = source.frames
+    hub = FanoutHub(StreamReader)
+    a, b = Recorder(), Recorder()
+    try:
+        writer.append(frames[0].track, frames[0].dts, frames[0].offset, True, frames[0].data)
+        feed = hub.feed(name, REGISTRY.formats["flv"], source.tracks)
+        watch_a = asyncio.ensure_future(hub.watch(a, name, REGISTRY.formats["flv"], source.tracks))
+        watch_b = asyncio.ensure_future(hub.watch(b, name, REGISTRY.formats["flv"], source.tracks))
+        await _until(lambda: feed.batches >= 1)
+        began = time.monotonic()
+        for f in frames[1:]:  # one bus write (one wake-up) per frame, at twice real time
+            await asyncio.sleep(max(0.0, began + f.dts / 2000 - time.monotonic()))
+            writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
+        writer.close()
+        await asyncio.wait_for(asyncio.gather(watch_a, watch_b), 30)
+        assert feed.batches < len(frames) // 10
+    finally:
+        await hub.close()
+        writer.close()
+    assert a.data == b.data
+    path = tmp_path / "held.flv"
+    path.write_bytes(bytes(a.data))
+    got = decode(path)
+    assert got.errors == 0
+    assert got.video_frames == len(source.of(source.video.id))
+    assert got.video_pts == sorted(got.video_pts)
+    assert abs(got.audio_frames - len(source.of(source.audio.id))) <= 1
