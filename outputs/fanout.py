@@ -11,12 +11,14 @@ viewer that is in step -- one call per viewer per batch, no per-viewer muxing or
 
 Pacing: almost all the CPU of a large fan-out is the ``send`` behind each write (one
 system call per viewer per batch, whatever its size), so the number of passes matters,
-not the bytes. After a pass the feed waits ``PASS_SHARE`` times the pass's own duration
-(a smoothed figure, at most ``MAX_HOLD_S``) before the next one; what arrives meanwhile
-goes out in that next pass. A feed with a few viewers passes in microseconds and so
-writes every batch at once (no added latency); one with thousands merges the source's
-batches and spends at most about ``1 / (1 + PASS_SHARE)`` of its time writing, at the cost
-of up to ``MAX_HOLD_S`` of added latency.
+not the bytes. After a pass the feed waits ``PASS_SHARE`` times the pass's own CPU time
+(smoothed, at most ``MAX_HOLD_S``; CPU rather than wall-clock time, so a pass that was
+merely preempted on a busy machine holds nothing) before the next one; what arrives
+meanwhile goes out in that next pass. A feed with a few viewers (under
+``MIN_HOLD_VIEWERS``) passes in microseconds and writes every batch at once (no added
+latency); one with thousands merges the
+source's batches and spends at most about ``1 / (1 + PASS_SHARE)`` of its time writing,
+at the cost of up to ``MAX_HOLD_S`` of added latency.
 
 The feed keeps the format header and the bytes since the most recent keyframe (the
 "GOP log"). A joining viewer is written ``header + GOP log`` and is then in step: it
@@ -53,6 +55,7 @@ WAKE_TIMEOUT_S = 1.0
 PASS_SHARE = 4.0  # wait this many times a write pass's duration before the next pass
 MAX_HOLD_S = 0.05  # never hold media longer than this (the p99 added-latency budget)
 MIN_HOLD_S = 0.001  # shorter holds are not worth a timer: write at once
+MIN_HOLD_VIEWERS = 50  # a pass to fewer viewers costs too little to be worth any latency
 
 
 class ViewerConn(Protocol):
@@ -126,7 +129,8 @@ class LiveFeed:
         self.viewers: list[Viewer] = []
         self.video_ids = {t.id for t in tracks if t.type == "video"}
         self.batches = 0
-        self.pass_s = 0.0  # smoothed duration of a write pass (all viewers)
+        self.pass_s = 0.0  # smoothed CPU time of a write pass (all viewers)
+        self.holds = 0  # passes followed by a hold
         self.task: asyncio.Task[None] | None = None
         self.ended = False
         self.meta_version = 0
@@ -213,12 +217,13 @@ class LiveFeed:
                 if len(pieces) >= 256:
                     break  # keep batches short so one stream never hogs the loop
             if pieces:
-                started = time.perf_counter()
+                started = time.thread_time()  # CPU time: a preempted pass is not a slow one
                 self._publish(pieces, key_at)
-                took = time.perf_counter() - started
+                took = time.thread_time() - started
                 self.pass_s += (took - self.pass_s) * 0.25
                 hold = min(MAX_HOLD_S, self.pass_s * PASS_SHARE)
-                if hold >= MIN_HOLD_S:
+                if hold >= MIN_HOLD_S and len(self.viewers) >= MIN_HOLD_VIEWERS:
+                    self.holds += 1
                     await asyncio.sleep(hold)  # gather the next batches into one pass
                     continue
             elif reader.at_end() or self._tracks_changed():
@@ -322,6 +327,10 @@ class FanoutHub:
 
     def stats(self) -> dict[str, Any]:
         return {
-            f"{k.stream}.{k.format}": {"viewers": len(f.viewers), "batches": f.batches}
+            f"{k.stream}.{k.format}": {
+                "viewers": len(f.viewers),
+                "batches": f.batches,
+                "holds": f.holds,
+            }
             for k, f in self.feeds.items()
         }
