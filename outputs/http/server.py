@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 import sys
 from typing import Any
@@ -32,6 +33,8 @@ from common.defaults import HTTP_PORT
 from outputs.formats import load_plugins
 from outputs.http.app import HttpApp
 from outputs.http.protocol import HttpConnection
+
+LISTEN_BACKLOG = 4096
 
 log = logging.getLogger("MistOutHTTP")
 
@@ -64,6 +67,16 @@ CAPS = Capabilities(
 )
 
 
+def raise_fd_limit() -> None:
+    """Soft open-files limit up to the hard one: one descriptor per viewer, and thousands
+    of viewers pass the usual soft limit of 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def make_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
     """A listening TCP socket; ``SO_REUSEPORT`` lets several processes share the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -72,7 +85,10 @@ def make_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
     if reuse_port and hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    # A burst of viewers connects faster than one busy event loop accepts: a short accept
+    # queue overflows, and the dropped handshakes end up as resets seconds later. The
+    # kernel caps this at net.core.somaxconn.
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -91,6 +107,7 @@ async def serve(
 
     rt = await runtime.start_async("MistOutHTTP", debug=debug)
     load_plugins()
+    raise_fd_limit()
     app = HttpApp(public_url=pubaddr)
     conns: set[HttpConnection] = set()
     sock = make_socket(host, port)
@@ -104,6 +121,7 @@ async def serve(
             registry=conns,
         ),
         sock=sock,
+        backlog=LISTEN_BACKLOG,  # create_server listens again: its default is 100
     )
     bound = sock.getsockname()
     rt.log.info("listening on %s:%d", bound[0], bound[1])

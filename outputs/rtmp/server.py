@@ -19,7 +19,7 @@ import click
 from common.capabilities import Capabilities, Setting
 from common.defaults import RTMP_PORT
 from common.errors import CliError
-from outputs.http.server import make_socket
+from outputs.http.server import LISTEN_BACKLOG, make_socket, raise_fd_limit
 from outputs.rtmp.session import RtmpSession, Server
 
 CAPS = Capabilities(
@@ -59,9 +59,12 @@ async def serve(host: str, port: int, acceptable: int, timeout: float, debug: in
     rt = await runtime.start_async("MistOutRTMP", debug=debug)
     runtime.quiet_asyncio_logger()
     server = Server(acceptable=acceptable, timeout=timeout)
+    raise_fd_limit()
     sock = make_socket(host, port)
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(lambda: RtmpSession(server), sock=sock)
+    listener = await loop.create_server(
+        lambda: RtmpSession(server), sock=sock, backlog=LISTEN_BACKLOG
+    )  # create_server listens again, with its own default of 100 unless told
     bound = sock.getsockname()
     rt.log.info("listening on %s:%d", bound[0], bound[1])
     print(f"MistOutRTMP listening on {bound[0]}:{bound[1]}", file=sys.stderr, flush=True)

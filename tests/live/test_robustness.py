@@ -12,7 +12,8 @@ import pytest
 from bench.rtmpclient import Client, PlayStats
 from mistcodecs.rtmp.chunks import ChunkWriter
 
-from .conftest import Rtmp, wait_for
+from ..netburst import check_fd_limit_raised, connected_burst
+from .conftest import Rtmp, start_rtmp, stop_rtmp, wait_for
 from .test_e2e import http_capture
 
 
@@ -154,3 +155,24 @@ def test_fanout_slow_viewer_does_not_hold_back_others(
         assert size > 0.7 * per_rtmp, (ext, size, per_rtmp)
     assert pub.poll() is None
     wait_for(lambda: rtmp.proc.poll() is None, 1, "server alive")
+
+
+def test_a_burst_of_rtmp_connections_waits_in_the_accept_queue() -> None:
+    """A burst of viewers while MistOutRTMP cannot accept (stopped here, busy in real
+    life) waits in the accept queue; once it runs, every one gets its handshake."""
+    srv = start_rtmp()
+    try:
+        check_fd_limit_raised(srv.proc.pid)
+        with connected_burst(srv.proc.pid, "127.0.0.1", srv.port) as socks:
+            c0c1 = b"\x03" + bytes(8) + os.urandom(1528)
+            for s in socks:
+                s.sendall(c0c1)
+            for s in socks:
+                got = b""
+                while len(got) < 1 + 1536:
+                    more = s.recv(4096)
+                    assert more, "closed before S0 S1"
+                    got += more
+                assert got[0] == 3
+    finally:
+        stop_rtmp(srv)

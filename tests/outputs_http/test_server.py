@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+from ..netburst import check_fd_limit_raised, connected_burst
 from .conftest import LivePublisher, Server, start_server, stop_server
 
 
@@ -45,3 +46,19 @@ def test_sigterm_closes_viewers_and_exits(live_stream: LivePublisher) -> None:
                 pass
     finally:
         stop_server(server)  # no-op when it already exited; removes its log
+
+
+def test_a_burst_of_connections_waits_in_the_accept_queue(vod_stream: str) -> None:
+    """A burst of viewers while the server cannot accept (stopped here, busy in real
+    life) waits in the accept queue; once the server runs, every one gets its answer."""
+    server = start_server()
+    try:
+        check_fd_limit_raised(server.proc.pid)
+        with connected_burst(server.proc.pid, server.host, server.port) as socks:
+            request = f"GET /json_{vod_stream}.js HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            for s in socks:
+                s.sendall(request.encode())
+            for s in socks:
+                assert s.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        stop_server(server)
