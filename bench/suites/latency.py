@@ -106,8 +106,13 @@ def _bus_main(stream: str, seconds: float, out: Any) -> None:
     out.put(values)
 
 
-async def _llhls(port: int, stream: str, seconds: float, out: list[Sample]) -> float:
-    """Follow the LL-HLS playlist of the video track; the part target (s)."""
+async def _llhls(
+    port: int, stream: str, seconds: float, out: list[Sample], refused: list[str]
+) -> float:
+    """Follow the LL-HLS playlist of the video track; the part target (s). A blocking
+    reload the server refuses (503 when it timed out on a starved machine, 400 when the
+    follower fell too far behind) is noted in ``refused`` and followed by a plain reload,
+    as a player would."""
     base = f"http://127.0.0.1:{port}/cmaf/{stream}/"
     started = time.monotonic()
     collect = _collector(out, lambda: started + JOIN_SKIP_S)
@@ -130,12 +135,22 @@ async def _llhls(port: int, stream: str, seconds: float, out: list[Sample]) -> f
             msn, part = pl.next_msn, len(pl.open_parts)
             query = f"?_HLS_msn={msn}&_HLS_part={part + (1 if hints else 0)}"
             async with http.get(base + media + query) as resp:
-                pl = parse_media_playlist(await resp.text())
+                text = await resp.text()
+                if resp.status != 200:
+                    refused.append(f"{resp.status} {text.strip()[:80]}")
+            if resp.status != 200:
+                async with http.get(base + media) as resp:
+                    text = await resp.text()
+            pl = parse_media_playlist(text)
     return part_target
 
 
 async def _one_run(
-    mist: MistOutputs, ngx: Nginx | None, names: dict[str, str], seconds: float
+    mist: MistOutputs,
+    ngx: Nginx | None,
+    names: dict[str, str],
+    seconds: float,
+    refused: list[str],
 ) -> tuple[dict[str, list[Sample]], float]:
     lat: dict[str, list[Sample]] = {p: [] for p in PATHS}
     coros: list[Any] = []
@@ -158,7 +173,7 @@ async def _one_run(
     bus.start()
     try:
         results = await asyncio.gather(
-            _llhls(mist.http_port, ours, seconds, lat["mistpy_rtmp_to_llhls"]), *coros
+            _llhls(mist.http_port, ours, seconds, lat["mistpy_rtmp_to_llhls"], refused), *coros
         )
         try:
             lat["mistpy_rtmp_to_bus"] = await asyncio.to_thread(bus_q.get, True, seconds + 30)
@@ -214,6 +229,7 @@ def run(quick: bool) -> dict[str, Any]:
     }
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     collected: dict[str, list[list[Sample]]] = {p: [] for p in PATHS}
+    refused: list[str] = []  # LL-HLS blocking reloads the server answered with an error
     pubs = []
     try:
         source = make_flv(folder / "src.flv", 30, 1000)
@@ -226,7 +242,7 @@ def run(quick: bool) -> dict[str, Any]:
                     pubs.append(PublisherProcess(ngx.rtmp_port, "live", names["nginx"], source, long, True))  # fmt: skip
                 time.sleep(3.0)  # READY after a second of media, and a first LL-HLS part
                 for _ in range(reps):
-                    lat, part_target = lc.run(_one_run(mist, ngx, names, seconds))
+                    lat, part_target = lc.run(_one_run(mist, ngx, names, seconds, refused))
                     out["llhls_part_target_s"] = part_target
                     for path, values in lat.items():
                         collected[path].append(values)
@@ -254,6 +270,9 @@ def run(quick: bool) -> dict[str, Any]:
             if mine is not None and other:
                 kind = path.removeprefix("mistpy_rtmp_to_")
                 out[f"ratio_{kind}_{q}_mistpy_over_nginx_rtmp"] = round(mine / other, 2)
+    out["llhls_refused_reloads"] = len(refused)
+    if refused:
+        out["llhls_refused_first"] = refused[0]
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
