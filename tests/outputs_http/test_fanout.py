@@ -58,12 +58,18 @@ def _video_tags(data: bytes | bytearray, pos: int | None = None) -> list[tuple[i
     return out
 
 
-async def test_join_skip_and_rejoin_at_keyframe(source: Source) -> None:
-    name = unique("fan")
+def _live_writer(name: str, source: Source) -> StreamWriter:
+    """A live stream on the bus with the source's tracks, READY for viewers."""
     writer = StreamWriter(name, live=True)
     for t in source.tracks:
         writer.add_track(t)
     writer.set_state(StreamState.READY)
+    return writer
+
+
+async def test_join_skip_and_rejoin_at_keyframe(source: Source) -> None:
+    name = unique("fan")
+    writer = _live_writer(name, source)
     frames = source.frames
     pos = 0
 
@@ -125,10 +131,7 @@ async def test_join_skip_and_rejoin_at_keyframe(source: Source) -> None:
 
 async def test_stream_end_closes_viewers(source: Source) -> None:
     name = unique("fanend")
-    writer = StreamWriter(name, live=True)
-    for t in source.tracks:
-        writer.add_track(t)
-    writer.set_state(StreamState.READY)
+    writer = _live_writer(name, source)
     for f in source.frames[:100]:
         writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
     hub = FanoutHub(StreamReader)
@@ -149,10 +152,7 @@ async def test_stream_end_closes_viewers(source: Source) -> None:
 async def test_new_init_ends_feed(source: Source) -> None:
     """A publisher restart with new codec data ends the feed (players reconnect)."""
     name = unique("faninit")
-    writer = StreamWriter(name, live=True)
-    for t in source.tracks:
-        writer.add_track(t)
-    writer.set_state(StreamState.READY)
+    writer = _live_writer(name, source)
     for f in source.frames[:60]:
         writer.append(f.track, f.dts, f.offset, f.keyframe, f.data)
     hub = FanoutHub(StreamReader)
@@ -182,10 +182,7 @@ async def test_late_audio_does_not_hold_video_and_outputs_stay_valid(
     would hold it until the audio came), and every format still decodes completely
     with each track in order."""
     name = unique("fanlate")
-    writer = StreamWriter(name, live=True)
-    for t in source.tracks:
-        writer.add_track(t)
-    writer.set_state(StreamState.READY)
+    writer = _live_writer(name, source)
     vid, aid = source.video.id, source.audio.id
     arrivals = sorted(source.frames, key=lambda f: f.dts + (AUDIO_LATE_MS if f.track == aid else 0))
     hub = FanoutHub(StreamReader)
@@ -239,10 +236,7 @@ async def test_held_passes_merge_batches_and_stay_complete(
     monkeypatch.setattr(fanout, "MIN_HOLD_S", 0.0)
     monkeypatch.setattr(fanout, "MIN_HOLD_VIEWERS", 2)
     name = unique("fanhold")
-    writer = StreamWriter(name, live=True)
-    for t in source.tracks:
-        writer.add_track(t)
-    writer.set_state(StreamState.READY)
+    writer = _live_writer(name, source)
     frames = source.frames
     hub = FanoutHub(StreamReader)
     a, b = Recorder(), Recorder()
