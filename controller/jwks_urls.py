@@ -93,10 +93,6 @@ class JwksUrls:
         """The keys fetched for the URLs configured now."""
         return [k for src in self._sources.values() for k in src.keys]
 
-    def status(self) -> dict[str, dict[str, Any]]:
-        """Per URL: how many keys it gave and the last fetch error (empty when it worked)."""
-        return {u: {"keys": len(s.keys), "error": s.error} for u, s in self._sources.items()}
-
     def check(self, now: float | None = None) -> None:
         """Start the fetches that are due (call once a second from the event loop)."""
         mono = time.monotonic() if now is None else now

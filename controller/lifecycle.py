@@ -6,8 +6,9 @@ processes), STREAM_SOURCE/STREAM_LOAD (before an input starts, via :meth:`rewrit
 PUSH_OUT_START/PUSH_END/OUTPUT_END/RECORDING_END (pushes) and the DEFAULT_STREAM
 resolution children ask for. STREAM_BUFFER comes from the live buffer itself, except
 the EMPTY of a buffer killed by a signal (``kill -9``): it had no chance to send it, so
-the controller, which saw its last state go by, sends it when it reaps the process. Stream state triggers (STREAM_READY, STREAM_BUFFER,
-STREAM_END) come from :class:`controller.stats.Monitor`'s tick.
+the controller, which saw its last state go by, sends it when it reaps the process.
+Stream state triggers (STREAM_READY, STREAM_BUFFER, STREAM_END) come from
+:class:`controller.stats.Monitor`'s tick.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ A connection (``cid``, chosen by the reporting program) belongs to one session w
 stream + IP + token; inputs ``I``, outputs ``O``, unspecified ``U`` prefixes). A viewer
 session is decided once by USER_NEW (payload: stream, IP, token, connector, URL, session
 id, JWT valid); the answer is kept for the session's life, a denial for 600 s (or until
-``invalidate_sessions``). CONN_OPEN may refuse each connection; CONN_CLOSE follows it, after CONN_STOP when the
-output reached the end of the data (a whole VoD file sent, a live stream that ended).
+``invalidate_sessions``). CONN_OPEN may refuse each connection; CONN_CLOSE follows it,
+after CONN_STOP when the output reached the end of the data (a whole VoD file sent, a
+live stream that ended).
 
 Kicks (``stop_sessions``, ``stop_sessid``, ``stop_tag``, a USER_NEW that turns false on
 ``invalidate_sessions``) mark connections; the owning program learns at once (a datagram

@@ -244,9 +244,6 @@ def handoff(quick: bool, readers: int = 20) -> dict[str, Any]:
         res["handoff_p99_over_native_floor"] = round(
             res["handoff_p99_ms"] / res["native_floor_p99_ms"], 2
         )
-        res["native_floor_p99_within_target"] = (
-            res["native_floor_p99_ms"] <= TARGETS["handoff_p99_ms"]
-        )
     res["handoff_readers"] = readers
     return res
 
