@@ -139,6 +139,14 @@ class InputProcess:
             reader.wait_sync(0.1)
         return reader
 
+    def read_out(self) -> tuple[list[TrackMeta], list[Packet]]:
+        """The stream's tracks and every packet, read once it is READY."""
+        reader = self.reader()
+        try:
+            return tracks_of(reader), read_tracks(reader)
+        finally:
+            reader.close()
+
     def __enter__(self) -> InputProcess:
         return self
 

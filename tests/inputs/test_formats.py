@@ -15,7 +15,6 @@ from tests.inputs.support import (
     decode_count,
     probe,
     read_all,
-    read_tracks,
     tracks_of,
 )
 
@@ -83,12 +82,7 @@ def test_input_matches_ffprobe(
 ) -> None:
     path = media[key]
     with InputProcess(module, stream, path, "--inputtimeout", "1") as inp:
-        reader = inp.reader()
-        try:
-            tracks = tracks_of(reader)
-            packets = read_tracks(reader)
-        finally:
-            reader.close()
+        tracks, packets = inp.read_out()
         assert inp.wait() == 0
     assert "Traceback" not in inp.stderr and "ERROR" not in inp.stderr, inp.stderr
     compare(packets, tracks, probe(path), sizes, dts, shift=key == "ts")

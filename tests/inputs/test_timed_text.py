@@ -142,12 +142,7 @@ def test_old_version_header_is_indexed_again(mov_text: Path, stream: str, tmp_pa
     header.write_bytes(msgpack.packb(rec, use_bin_type=True))
 
     with InputProcess("mp4", stream, src) as inp:
-        reader = inp.reader()
-        try:
-            tracks = tracks_of(reader)
-            packets = read_tracks(reader)
-        finally:
-            reader.close()
+        tracks, packets = inp.read_out()
         assert inp.stop() == 0
     assert f"header {header} not used: header version 1 is not {HEADER_VERSION}" in inp.stderr
     (meta,) = [t for t in tracks if t.type == "meta"]
